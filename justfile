@@ -1,0 +1,46 @@
+# stickyroute tasks. Every recipe builds .venv itself with a Python >= 3.12 it finds
+# (PYTHON, then python3.13/python3.12, then pyenv).
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := justfile_directory() / ".venv"
+py := venv / "bin" / "python"
+port := env_var_or_default("STICKY_PORT", "8080")
+
+# list recipes
+default:
+    @just --list
+
+# create .venv and install the addon with its test tools
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ ! -x "{{py}}" ]; then
+      "$(./scripts/find-python)" -m venv "{{venv}}"
+    fi
+    stamp="{{venv}}/.installed"
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+      "{{py}}" -m pip install -q --disable-pip-version-check -e ".[dev]"
+      touch "$stamp"
+    fi
+
+# run the proxy on :8080 with accounts.yaml
+run *ARGS: setup
+    "{{venv}}/bin/mitmdump" -s addon/sticky.py --set sticky_accounts=accounts.yaml -p {{port}} {{ARGS}}
+
+# run mitmweb (flows with stickyroute comments) on :8080, UI on :8081
+web *ARGS: setup
+    "{{venv}}/bin/mitmweb" -s addon/sticky.py --set sticky_accounts=accounts.yaml -p {{port}} {{ARGS}}
+
+# offline demo: fake upstream + proxy + 3 accounts + 6 conversations, sticky vs not
+demo: setup
+    "{{py}}" -m demo
+
+# the test suite (unit + end-to-end with real mitmdump, SDK clients, redis-server)
+test *ARGS: setup
+    "{{py}}" -m pytest {{ARGS}}
+
+# ruff + mypy
+lint: setup
+    "{{py}}" -m ruff check addon tests fakeapi demo
+    "{{py}}" -m mypy addon/stickyroute
