@@ -1,0 +1,282 @@
+"""The accounts file: parsed into immutable Account values, or a ValueError naming file and line.
+
+Owns credential loading (literal, ${ENV}, api_key_file). A credential must never appear in an
+error message or a repr: errors name the alias and the field, never the value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROVIDERS = ("openai", "anthropic", "chatgpt")
+DEFAULT_HOSTS: dict[str, tuple[str, ...]] = {
+    "openai": ("api.openai.com",),
+    "anthropic": ("api.anthropic.com",),
+    "chatgpt": ("chatgpt.com",),
+}
+ACCOUNT_FIELDS = frozenset(
+    {"alias", "provider", "api_key", "api_key_file", "account_id", "weight", "hosts", "headers",
+     "enabled"}
+)
+TOP_LEVEL_KEYS = frozenset({"accounts", "prices"})
+_ALIAS_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HOST_RE = re.compile(r"^[a-z0-9.-]+$")
+
+
+class AccountsError(ValueError):
+    """A problem in the accounts file; the message starts with `file:line:`."""
+
+
+@dataclass(frozen=True)
+class Account:
+    alias: str
+    provider: str
+    api_key: str = field(repr=False)
+    account_id: str | None = field(default=None, repr=False)
+    weight: int = 1
+    hosts: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    enabled: bool = True
+
+    def credential_headers(self) -> list[tuple[str, str]]:
+        """The headers that authenticate a request as this account."""
+        if self.provider == "anthropic":
+            out = [("x-api-key", self.api_key)]
+        else:
+            out = [("authorization", f"Bearer {self.api_key}")]
+        if self.provider == "chatgpt" and self.account_id:
+            out.append(("chatgpt-account-id", self.account_id))
+        return out + list(self.headers)
+
+    def secrets(self) -> list[str]:
+        """Every value of this account that must never be shown."""
+        values = [self.api_key] + [v for _, v in self.headers]
+        if self.account_id:
+            values.append(self.account_id)
+        return [v for v in values if v]
+
+
+@dataclass(frozen=True)
+class AccountSet:
+    accounts: tuple[Account, ...] = ()
+    prices: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_alias", {a.alias: a for a in self.accounts})
+        by_host: dict[str, str] = {}
+        for a in self.accounts:
+            for h in a.hosts:
+                by_host[h] = a.provider
+        object.__setattr__(self, "_provider_by_host", by_host)
+        by_provider: dict[str, list[Account]] = {}
+        for a in self.accounts:
+            by_provider.setdefault(a.provider, []).append(a)
+        object.__setattr__(self, "_by_provider", {k: tuple(v) for k, v in by_provider.items()})
+
+    def get(self, alias: str) -> Account | None:
+        return self._by_alias.get(alias)  # type: ignore[attr-defined,no-any-return]
+
+    def provider_for_host(self, host: str) -> str | None:
+        return self._provider_by_host.get(host)  # type: ignore[attr-defined,no-any-return]
+
+    def of_provider(self, provider: str) -> tuple[Account, ...]:
+        return self._by_provider.get(provider, ())  # type: ignore[attr-defined,no-any-return]
+
+    def secrets(self) -> list[str]:
+        return [s for a in self.accounts for s in a.secrets()]
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that remembers the line of every mapping and of each of its keys."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    mapping: dict[str, Any] = {}
+    lines: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            raise AccountsError(f"{key_node.start_mark.line + 1}: keys must be strings")
+        if key in mapping:
+            raise AccountsError(f"{key_node.start_mark.line + 1}: duplicate key {key!r}")
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        lines[key] = key_node.start_mark.line + 1
+    mapping["__line__"] = node.start_mark.line + 1
+    mapping["__lines__"] = lines
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_accounts(path: str | Path, env: Mapping[str, str] | None = None) -> AccountSet:
+    """Read and validate an accounts file; raise AccountsError('file:line: reason')."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise AccountsError(f"{p}: cannot read accounts file: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise AccountsError(f"{p}: accounts file is not UTF-8 text") from None
+    try:
+        return parse_accounts(text, base_dir=p.parent, env=os.environ if env is None else env)
+    except AccountsError as e:
+        raise AccountsError(f"{p}:{e}") from None
+
+
+def parse_accounts(
+    text: str, base_dir: Path = Path("."), env: Mapping[str, str] | None = None
+) -> AccountSet:
+    """Parse accounts YAML text. Errors read 'LINE: reason'."""
+    env = os.environ if env is None else env
+    try:
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+    except AccountsError:
+        raise
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else 1
+        raise AccountsError(f"{line}: broken YAML: {e.problem or e}") from None
+    except yaml.YAMLError as e:
+        raise AccountsError(f"1: broken YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise AccountsError("1: expected a mapping with an 'accounts:' list")
+    lines = data["__lines__"]
+    unknown = sorted(set(lines) - TOP_LEVEL_KEYS)
+    if unknown:
+        raise AccountsError(
+            f"{lines[unknown[0]]}: unknown key {unknown[0]!r} (allowed: "
+            f"{', '.join(sorted(TOP_LEVEL_KEYS))})"
+        )
+    entries = data.get("accounts")
+    if not isinstance(entries, list):
+        raise AccountsError(f"{lines.get('accounts', 1)}: 'accounts' must be a list")
+    accounts: list[Account] = []
+    seen: dict[str, int] = {}
+    host_owner: dict[str, tuple[str, str]] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise AccountsError(f"{lines['accounts']}: each account must be a mapping")
+        account = _parse_account(entry, base_dir, env)
+        line = entry["__line__"]
+        if account.alias in seen:
+            raise AccountsError(
+                f"{line}: duplicate alias {account.alias!r} (first on line {seen[account.alias]})"
+            )
+        seen[account.alias] = line
+        for h in account.hosts:
+            owner = host_owner.setdefault(h, (account.provider, account.alias))
+            if owner[0] != account.provider:
+                raise AccountsError(
+                    f"{line}: host {h!r} of {account.alias!r} ({account.provider}) is already "
+                    f"used by {owner[1]!r} ({owner[0]}); a host serves one provider"
+                )
+        accounts.append(account)
+    prices = data.get("prices") or {}
+    if not isinstance(prices, dict):
+        raise AccountsError(f"{lines['prices']}: 'prices' must be a mapping of model -> prices")
+    return AccountSet(tuple(accounts), _strip_lines(prices))
+
+
+def _strip_lines(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_lines(v) for k, v in value.items() if k not in ("__line__", "__lines__")}
+    if isinstance(value, list):
+        return [_strip_lines(v) for v in value]
+    return value
+
+
+def _parse_account(entry: dict[str, Any], base_dir: Path, env: Mapping[str, str]) -> Account:
+    line = entry["__line__"]
+    lines: dict[str, int] = entry["__lines__"]
+
+    def fail(key: str | None, reason: str) -> AccountsError:
+        return AccountsError(f"{lines.get(key, line) if key else line}: {reason}")
+
+    unknown = sorted(set(lines) - ACCOUNT_FIELDS)
+    if unknown:
+        raise fail(unknown[0], f"unknown field {unknown[0]!r}")
+    alias = entry.get("alias")
+    if alias is not None and not isinstance(alias, str):
+        raise fail("alias", f"alias must be text, got {alias!r} (quote it: YAML reads "
+                            "yes/no/on/off and numbers as other types)")
+    if not isinstance(alias, str) or not _ALIAS_RE.match(alias):
+        raise fail("alias", "alias must be 1-64 letters, digits, '.', '_' or '-'")
+    provider = entry.get("provider")
+    if provider not in PROVIDERS:
+        raise fail("provider", f"{alias}: unknown provider {provider!r} "
+                               f"(expected one of: {', '.join(PROVIDERS)})")
+    api_key = _credential(entry, alias, base_dir, env, fail)
+    account_id = entry.get("account_id")
+    if account_id is not None:
+        account_id = _expand(str(account_id), alias, "account_id", env, fail)
+    if provider == "chatgpt" and not account_id:
+        raise fail(None, f"{alias}: a chatgpt account needs 'account_id' (its ChatGPT-Account-ID)")
+    weight = entry.get("weight", 1)
+    if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
+        raise fail("weight", f"{alias}: weight must be a whole number >= 1")
+    hosts_raw = entry.get("hosts", list(DEFAULT_HOSTS[provider]))
+    if isinstance(hosts_raw, str):
+        hosts_raw = [hosts_raw]
+    if not isinstance(hosts_raw, list) or not hosts_raw:
+        raise fail("hosts", f"{alias}: hosts must be a non-empty list of host names")
+    hosts = []
+    for h in hosts_raw:
+        if not isinstance(h, str) or not _HOST_RE.match(h.lower()):
+            raise fail("hosts", f"{alias}: {h!r} is not a host name")
+        hosts.append(h.lower())
+    headers_raw = entry.get("headers") or {}
+    if not isinstance(headers_raw, dict):
+        raise fail("headers", f"{alias}: headers must be a mapping of name -> value")
+    headers = tuple(
+        (str(k).lower(), _expand(str(v), alias, f"headers.{k}", env, fail))
+        for k, v in _strip_lines(headers_raw).items()
+    )
+    enabled = entry.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise fail("enabled", f"{alias}: enabled must be true or false")
+    return Account(alias, provider, api_key, account_id, weight, tuple(hosts), headers, enabled)
+
+
+def _credential(entry: dict[str, Any], alias: str, base_dir: Path, env: Mapping[str, str],
+                fail: Any) -> str:
+    has_key, has_file = "api_key" in entry, "api_key_file" in entry
+    if has_key == has_file:
+        raise fail(None, f"{alias}: give exactly one of 'api_key' or 'api_key_file'")
+    if has_key:
+        raw = entry["api_key"]
+        if not isinstance(raw, str) or not raw.strip():
+            raise fail("api_key", f"{alias}: api_key must be a non-empty string")
+        key = _expand(raw, alias, "api_key", env, fail)
+    else:
+        raw_path = entry["api_key_file"]
+        if not isinstance(raw_path, str):
+            raise fail("api_key_file", f"{alias}: api_key_file must be a path")
+        path = (base_dir / os.path.expanduser(raw_path)).resolve()
+        try:
+            key = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            reason = getattr(e, "strerror", None) or type(e).__name__
+            raise fail("api_key_file", f"{alias}: cannot read api_key_file {path}: {reason}") \
+                from None
+    if not key.strip() or any(c in key for c in "\r\n"):
+        raise fail("api_key", f"{alias}: the credential is empty or spans several lines")
+    return key.strip()
+
+
+def _expand(value: str, alias: str, what: str, env: Mapping[str, str], fail: Any) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in env or not env[name]:
+            raise fail(what.split(".")[0], f"{alias}: {what} uses ${{{name}}}, which is not set")
+        return env[name]
+
+    return _ENV_RE.sub(sub, value)

@@ -1,0 +1,257 @@
+"""The mitmproxy glue: options, hooks and commands. Reads top to bottom like a request's path:
+classify -> identify -> choose -> rewrite, then observe/learn on the way back.
+
+The only module that touches mitmproxy. It must never let an exception escape a hook on
+traffic (that would skip later addons for the flow) and never log or store a credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mitmproxy import command, ctx, exceptions, http
+
+from . import rewrite
+from .accounts import Account, AccountsError, AccountSet, load_accounts
+from .choose import Chooser, decide
+from .classify import Endpoint, classify
+from .errors import NoAccount
+from .identify import SessionId, identify
+from .pins import PinTable
+from .settings import OPTIONS, Settings, parse_settings
+
+logger = logging.getLogger("stickyroute")
+
+META = "stickyroute"
+MAX_BODY = 32 * 1024 * 1024  # decoded bytes we are willing to look at
+WATCH_INTERVAL = 1.0
+
+
+class StickyRoute:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.settings = Settings()
+        self.accounts = AccountSet()
+        self._accounts_stamp: tuple[float, int] | None = None
+        self._candidates: dict[str, list[Account]] = {}
+        self.pins = PinTable(clock=clock)
+        self.chooser = Chooser()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ---- options -----------------------------------------------------------------------
+    def load(self, loader: Any) -> None:
+        for name, typespec, default, help_text, choices in OPTIONS:
+            loader.add_option(name, typespec, default, help_text, choices=choices)
+
+    def configure(self, updated: set[str]) -> None:
+        if not any(name.startswith("sticky_") for name in updated):
+            return
+        try:
+            settings = parse_settings(lambda name: getattr(ctx.options, name))
+        except ValueError as e:
+            raise exceptions.OptionsError(str(e)) from None
+        if "sticky_accounts" in updated:
+            path = settings.accounts_path
+            if not os.path.exists(path) and path == ctx.options.default("sticky_accounts"):
+                # No file at the default place: say so (fatal at mitmdump's start, through its
+                # error check) and run with no accounts until the file appears.
+                logger.error("stickyroute: no accounts file %s: copy accounts.example.yaml "
+                             "there or set sticky_accounts", os.path.abspath(path))
+                self._set_accounts(AccountSet(), None)
+            else:
+                try:
+                    self._set_accounts(load_accounts(path), _stamp(path))
+                except AccountsError as e:
+                    raise exceptions.OptionsError(f"Cannot load sticky_accounts: {e}") from None
+        self.settings = settings
+        if self.chooser.strategy != settings.strategy:
+            self.chooser = Chooser(settings.strategy)
+        self.pins.idle_timeout = settings.idle_timeout
+        self.pins.max_age = settings.max_age
+        self.pins.max_size = settings.max_sessions
+
+    def _set_accounts(self, accounts: AccountSet, stamp: tuple[float, int] | None) -> None:
+        self.accounts = accounts
+        self._accounts_stamp = stamp
+        self._candidates = {
+            p: [a for a in accounts.of_provider(p) if a.enabled]
+            for p in {a.provider for a in accounts.accounts}
+        }
+        summary = ", ".join(f"{a.alias} ({a.provider}{'' if a.enabled else ', disabled'})"
+                            for a in accounts.accounts)
+        logger.info("stickyroute: %d accounts: %s", len(accounts.accounts), summary or "none")
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def running(self) -> None:
+        self._tasks = [asyncio.ensure_future(self._every(lambda: self.settings.sweep_interval,
+                                                         self.sweep)),
+                       asyncio.ensure_future(self._every(lambda: WATCH_INTERVAL,
+                                                         self.reload_accounts_if_changed))]
+
+    def done(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+
+    async def _every(self, interval: Callable[[], float], job: Callable[[], object]) -> None:
+        while True:
+            await asyncio.sleep(interval())
+            try:
+                job()
+            except Exception:  # a background job must never die silently
+                logger.exception("stickyroute: background job failed")
+
+    def sweep(self) -> int:
+        gone = self.pins.expire(self.clock())
+        if gone:
+            logger.debug("stickyroute: swept %d expired pins", len(gone))
+        return len(gone)
+
+    def reload_accounts_if_changed(self) -> bool:
+        path = self.settings.accounts_path
+        stamp = _stamp(path)
+        if stamp == self._accounts_stamp:
+            return False
+        try:
+            accounts = load_accounts(path)
+        except AccountsError as e:
+            logger.warning("stickyroute: accounts file changed but cannot be used, keeping the "
+                           "previous accounts: %s", e)
+            self._accounts_stamp = stamp
+            return False
+        self._set_accounts(accounts, stamp)
+        return True
+
+    # ---- the request's path --------------------------------------------------------------
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        try:
+            self._route(flow)
+        except Exception:
+            # Never crash on traffic: the request goes on untouched, and we say so.
+            logger.exception("stickyroute: could not route %s; passing it through",
+                             flow.request.pretty_url)
+
+    def _route(self, flow: http.HTTPFlow) -> None:
+        req = flow.request
+        if req.scheme != "https":
+            return
+        route = classify(self.accounts.provider_for_host(req.host.lower()), req.path)
+        if route is None:
+            return  # not an account host: untouched, byte for byte
+        raw, body = _json_body(req) if route.endpoint is not Endpoint.OTHER else (None, None)
+        s = self.settings
+        session: SessionId | None = None
+        if s.enabled:
+            session = identify(route.provider, req.headers, body, s.session_headers,
+                               use_derived=route.endpoint is not Endpoint.OTHER)
+        try:
+            decision = decide(self.pins, self.chooser, route.provider,
+                              self._candidates.get(route.provider, []), session, self.clock(),
+                              s.fallback)
+        except NoAccount as e:
+            flow.response = http.Response.make(e.status, e.body(), e.headers())
+            flow.metadata[META] = {"error": e.code, "message": e.message}
+            logger.warning("stickyroute: %s %s -> %s: %s", route.provider, req.path, e.status, e)
+            return
+        account = decision.account
+        rewrite.set_credentials(req.headers, account.credential_headers())
+        injected: list[str] = []
+        if (body is not None and raw is not None and route.endpoint is Endpoint.RESPONSES
+                and route.provider in ("openai", "chatgpt")):
+            cache_key = rewrite.cache_key_for(session.key) if (
+                session and s.inject_cache_key) else None
+            add = rewrite.wanted_fields(body, cache_key, s.inject_include)
+            if add:
+                req.content = rewrite.add_fields(raw, body, add)
+                injected = sorted(add)
+        meta = {
+            "account": account.alias,
+            "provider": route.provider,
+            "endpoint": route.endpoint.value,
+            "affinity": decision.affinity,
+            "session": session.short if session else None,
+            "session_source": session.source if session else None,
+            "moved_from": decision.moved_from,
+            "injected": injected,
+            "request_bytes": len(req.raw_content or b""),
+        }
+        flow.metadata[META] = meta
+        flow.comment = _describe(meta)
+        if decision.affinity == "moved":
+            flow.marked = ":arrows_counterclockwise:"
+        logger.info("stickyroute: %s", _describe(meta))
+
+    # ---- commands ----------------------------------------------------------------------
+    @command.command("sticky.sessions")
+    def sessions_command(self) -> Sequence[str]:
+        """List live pins: session, account, requests, idle seconds."""
+        now = self.clock()
+        return [f"{p.session} -> {p.alias} requests={p.requests} idle={now - p.last_used:.0f}s"
+                for p in self.pins]
+
+    @command.command("sticky.accounts")
+    def accounts_command(self) -> Sequence[str]:
+        """List accounts with their provider, state and pinned sessions."""
+        per = self.pins.sessions_per_alias()
+        return [f"{a.alias} {a.provider} {'enabled' if a.enabled else 'disabled'} "
+                f"sessions={per.get(a.alias, 0)}" for a in self.accounts.accounts]
+
+    @command.command("sticky.evict")
+    def evict_command(self, session: str) -> None:
+        """Forget one session's pin (full key or its last part); its next request is re-pinned."""
+        matches = [p.session for p in self.pins
+                   if p.session == session or p.session.rsplit("/", 1)[-1] == session]
+        if not matches:
+            raise exceptions.CommandError(f"no pinned session {session!r}")
+        for key in matches:
+            self.pins.remove(key)
+        logger.info("stickyroute: evicted %d pin(s) for session %s", len(matches), session)
+
+    @command.command("sticky.evict.account")
+    def evict_account_command(self, alias: str) -> None:
+        """Forget every pin of one account."""
+        if self.accounts.get(alias) is None:
+            raise exceptions.CommandError(f"no account {alias!r}")
+        gone = self.pins.remove_alias(alias)
+        logger.info("stickyroute: evicted %d pin(s) of account %s", len(gone), alias)
+
+
+def _stamp(path: str) -> tuple[float, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime, st.st_size)
+
+
+def _json_body(req: http.Request) -> tuple[bytes | None, dict[str, Any] | None]:
+    """The decoded body and its JSON object; (None, None) when we should not look at it."""
+    if not req.raw_content or len(req.raw_content) > MAX_BODY:
+        return None, None
+    with contextlib.suppress(ValueError):
+        raw = req.get_content(strict=True)
+        if raw is not None and len(raw) <= MAX_BODY:
+            return raw, rewrite.parse_object(raw)
+    return None, None
+
+
+def _describe(meta: dict[str, Any]) -> str:
+    parts = [f"{meta['endpoint']} -> {meta['account']}"]
+    if meta["session"]:
+        parts.append(f"session {meta['session']} ({meta['session_source']})")
+    affinity = meta["affinity"]
+    if meta.get("moved_from"):
+        affinity += f" from {meta['moved_from']}"
+    parts.append(affinity)
+    parts.append(f"{meta['request_bytes']} B")
+    if meta["injected"]:
+        parts.append("+" + ",".join(meta["injected"]))
+    return " | ".join(parts)

@@ -1,0 +1,125 @@
+"""Step 3: which account a new session gets, among the available accounts of its provider.
+
+Pure and synchronous: the caller holds the pin table and passes the counts in. Strategies
+never see a credential, only aliases, weights and counts.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
+
+from .errors import NoAccount
+from .identify import SessionId
+from .pins import Pin, PinTable
+
+STRATEGIES = ("least-sessions", "round-robin", "least-inflight", "weighted", "fill-first",
+              "random")
+
+
+class Candidate(Protocol):
+    @property
+    def alias(self) -> str: ...
+    @property
+    def weight(self) -> int: ...
+
+
+class Chooser:
+    """Keeps the little state strategies need (round-robin position, random source)."""
+
+    def __init__(self, strategy: str = "least-sessions",
+                 rng: Callable[[], float] = random.random) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r} (expected one of: "
+                             f"{', '.join(STRATEGIES)})")
+        self.strategy = strategy
+        self.rng = rng
+        self._turn = 0
+
+    def choose[C: Candidate](
+        self,
+        candidates: Sequence[C],
+        sessions: Mapping[str, int],
+        inflight: Mapping[str, int] | None = None,
+    ) -> C | None:
+        """Pick one candidate; ties go to the earlier one in file order (or round-robin)."""
+        if not candidates:
+            return None
+        if len(candidates) == 1:
+            return candidates[0]
+        s = self.strategy
+        if s == "least-sessions":
+            return self._least(candidates, lambda c: sessions.get(c.alias, 0) / c.weight)
+        if s == "least-inflight":
+            busy = inflight or {}
+            return self._least(
+                candidates,
+                lambda c: (busy.get(c.alias, 0) / c.weight, sessions.get(c.alias, 0) / c.weight),
+            )
+        if s == "round-robin":
+            self._turn += 1
+            return candidates[(self._turn - 1) % len(candidates)]
+        if s == "fill-first":
+            return candidates[0]
+        if s == "weighted":
+            total = sum(c.weight for c in candidates)
+            point = self.rng() * total
+            for c in candidates:
+                point -= c.weight
+                if point < 0:
+                    return c
+            return candidates[-1]
+        return candidates[int(self.rng() * len(candidates)) % len(candidates)]
+
+    def _least[C: Candidate](self, candidates: Sequence[C], load: Callable[[C], object]) -> C:
+        # Rotate the starting point so equal loads spread instead of piling on the first.
+        self._turn += 1
+        start = self._turn % len(candidates)
+        ordered = list(candidates[start:]) + list(candidates[:start])
+        return min(ordered, key=load)  # type: ignore[arg-type,return-value]
+
+
+class Decision(NamedTuple):
+    account: Any  # accounts.Account
+    affinity: str  # new | hit | moved | unpinned
+    pin: Pin | None
+    moved_from: str | None = None
+
+
+def decide(
+    table: PinTable,
+    chooser: Chooser,
+    provider: str,
+    candidates: Sequence[Any],
+    session: SessionId | None,
+    now: float,
+    fallback: str = "rotate",
+    inflight: Mapping[str, int] | None = None,
+) -> Decision:
+    """The account for one request: its session's pin, or a new pick; raises NoAccount.
+
+    `candidates` are the accounts of the request's provider that can take traffic now.
+    """
+    pin = table.get(session.key, now) if session else None
+    if pin is not None:
+        for account in candidates:
+            if account.alias == pin.alias:
+                table.touch(pin, now)
+                return Decision(account, "hit", pin)
+        if session and session.hard:
+            raise NoAccount(provider, f"this conversation's state lives on account "
+                            f"{pin.alias!r}, which is unavailable; it cannot move")
+        if fallback == "fail":
+            raise NoAccount(provider, f"this conversation is pinned to account {pin.alias!r}, "
+                            f"which is unavailable (sticky_fallback=fail)")
+    account = chooser.choose(candidates, table.sessions_per_alias(), inflight)
+    if account is None:
+        raise NoAccount(provider, "no enabled account is available for this provider")
+    if session is None:
+        return Decision(account, "unpinned", None)
+    new_pin, _ = table.put(session.key, account.alias, now)
+    table.touch(new_pin, now)
+    if pin is not None:
+        return Decision(account, "moved", new_pin, moved_from=pin.alias)
+    return Decision(account, "new", new_pin)

@@ -1,0 +1,184 @@
+"""Step 2: which conversation a request belongs to (DESIGN.md, "Session identity").
+
+First match wins: explicit header, client session headers, body fields, (chain: see chains),
+derived hash, nothing. Keys are namespaced by provider family and by a hash of the client's own
+credential, so two clients that happen to use the same id never share a pin. Pure code: it must
+never raise on any input, whatever the body holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+OVERRIDE_HEADER = "x-sticky-session"
+SESSION_HEADERS: tuple[str, ...] = (
+    "x-claude-code-session-id",
+    "session-id",
+    "session_id",
+    "conversation_id",
+    "x-session-id",
+    "x-session-affinity",
+    "x-opencode-session",
+)
+CLIENT_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "proxy-authorization")
+# Claude Code's legacy metadata.user_id: user_<hash>_account_<uuid>_session_<uuid>
+_LEGACY_USER_ID = re.compile(r"_session_([0-9A-Za-z-]{8,})$")
+# Claude Code puts a per-request billing line first in its system prompt.
+_VOLATILE_PREFIXES = ("x-anthropic-billing-header",)
+_MAX_ID_LEN = 256
+
+
+class SessionId(NamedTuple):
+    key: str  # namespaced: provider/client/value
+    source: str  # where it came from, e.g. "header:session-id", "body:prompt_cache_key"
+    hard: bool = False  # carries state only one account can read
+
+    @property
+    def short(self) -> str:
+        """A short display form for logs (the value's last 8 characters)."""
+        return self.key.rsplit("/", 1)[-1][-8:]
+
+
+def client_identity(headers: Mapping[str, str]) -> str:
+    """A short hash of the credential the client itself sent ('anon' when none)."""
+    for name in CLIENT_CREDENTIAL_HEADERS:
+        value = headers.get(name)
+        if value:
+            return hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:12]
+    return "anon"
+
+
+def namespaced(provider: str, client: str, value: str) -> str:
+    return f"{provider}/{client}/{value}"
+
+
+def from_headers(
+    headers: Mapping[str, str], extra: Iterable[str] = ()
+) -> tuple[str, str] | None:
+    """(value, source) from the override or a client session header."""
+    for name in (OVERRIDE_HEADER, *extra, *SESSION_HEADERS):
+        value = headers.get(name)
+        if value and (value := value.strip()) and len(value) <= _MAX_ID_LEN:
+            return value, f"header:{name}"
+    return None
+
+
+def from_body(body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(value, source) from the body fields the clients use as a conversation id."""
+    value = body.get("prompt_cache_key")
+    if isinstance(value, str) and _usable(value):
+        return value, "body:prompt_cache_key"
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict):
+        sid = claude_code_session(metadata.get("user_id"))
+        if sid:
+            return sid, "body:metadata.user_id"
+        sid = metadata.get("session_id")
+        if isinstance(sid, str) and _usable(sid):
+            return sid, "body:metadata.session_id"
+    conversation = body.get("conversation")
+    if isinstance(conversation, dict):
+        conversation = conversation.get("id")
+    if isinstance(conversation, str) and _usable(conversation):
+        return conversation, "body:conversation"
+    return None
+
+
+def claude_code_session(user_id: Any) -> str | None:
+    """Claude Code's session id from metadata.user_id: a JSON string or the legacy form."""
+    if not isinstance(user_id, str) or not user_id:
+        return None
+    if user_id.startswith("{"):
+        try:
+            parsed = json.loads(user_id)
+        except ValueError:
+            return None
+        sid = parsed.get("session_id") if isinstance(parsed, dict) else None
+        return sid if _usable(sid) else None
+    m = _LEGACY_USER_ID.search(user_id)
+    return m.group(1) if m else None
+
+
+def derived(provider: str, body: Mapping[str, Any]) -> str | None:
+    """A hash of model + system prompt + first user message; None when there is no user text.
+
+    Only text that is stable over a conversation's turns goes in: cache markers move to the
+    newest message and Claude Code's billing line changes on every request.
+    """
+    model = body.get("model")
+    if not isinstance(model, str):
+        model = ""
+    system_parts: list[str] = []
+    first_user: str | None = None
+    if "instructions" in body:
+        system_parts.append(_text(body.get("instructions")))
+    if "system" in body:
+        system_parts.append(_text(body.get("system")))
+    messages = body.get("messages")
+    items = messages if isinstance(messages, list) else body.get("input")
+    if isinstance(items, str):
+        first_user = items
+    elif isinstance(items, list):
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            role = item.get("role")
+            if role in ("system", "developer"):
+                system_parts.append(_text(item.get("content")))
+            elif role == "user":
+                first_user = _text(item.get("content"))
+                break
+    if not first_user:
+        return None
+    h = hashlib.sha256()
+    for part in (provider, model, "\x00".join(system_parts), first_user):
+        h.update(part.encode("utf-8", "replace"))
+        h.update(b"\x1f")
+    return "d-" + h.hexdigest()[:32]
+
+
+def identify(
+    provider: str,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any] | None,
+    extra_headers: Iterable[str] = (),
+    use_derived: bool = True,
+) -> SessionId | None:
+    """Steps 1, 2, 3, 5 of the identity order; None means step 6 (not pinned)."""
+    client = client_identity(headers)
+    found = from_headers(headers, extra_headers)
+    if found is None and body is not None:
+        found = from_body(body)
+        if found is None and use_derived:
+            value = derived(provider, body)
+            if value:
+                found = (value, "derived")
+    if found is None:
+        return None
+    value, source = found
+    return SessionId(namespaced(provider, client, value), source)
+
+
+def _usable(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value.strip()) <= _MAX_ID_LEN
+
+
+def _text(content: Any) -> str:
+    """The plain text of a string, a list of content blocks, or anything else ('' then)."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    out = []
+    for block in content:
+        if isinstance(block, str):
+            out.append(block)
+        elif isinstance(block, dict):
+            text = block.get("text")
+            if isinstance(text, str) and not text.startswith(_VOLATILE_PREFIXES):
+                out.append(text)
+    return "\n".join(out)

@@ -1,0 +1,155 @@
+"""The pin table: session key -> account alias, with idle timeout, max age and an LRU bound.
+
+Expiry order is kept by construction so a sweep costs what expired, never the table size:
+`_by_use` is ordered by last use (idle expiry and LRU eviction pop from its front) and
+`_by_birth` by creation (max-age expiry pops from its front). The clock is injected and "now" is
+passed in, read once per operation by the caller.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Pin:
+    session: str
+    alias: str
+    created: float
+    last_used: float
+    requests: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    tokens_cached: int = 0
+    cost_micros: int = 0
+    moves: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "session": self.session, "alias": self.alias, "created": self.created,
+            "last_used": self.last_used, "requests": self.requests, "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out, "tokens_cached": self.tokens_cached,
+            "cost_micros": self.cost_micros, "moves": self.moves,
+        }
+
+
+class PinTable:
+    def __init__(
+        self,
+        idle_timeout: float = 3600,
+        max_age: float = 86400,
+        max_size: int = 100_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.idle_timeout = idle_timeout
+        self.max_age = max_age
+        self.max_size = max_size
+        self.clock = clock
+        self._by_use: OrderedDict[str, Pin] = OrderedDict()
+        self._by_birth: deque[tuple[float, str]] = deque()
+        self._per_alias: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_use)
+
+    def __iter__(self) -> Iterator[Pin]:
+        return iter(list(self._by_use.values()))
+
+    def __contains__(self, session: str) -> bool:
+        return session in self._by_use
+
+    def sessions_per_alias(self) -> dict[str, int]:
+        """Live pins per alias, kept up to date incrementally."""
+        return self._per_alias
+
+    def _expired(self, pin: Pin, now: float) -> bool:
+        return now - pin.last_used >= self.idle_timeout or now - pin.created >= self.max_age
+
+    def get(self, session: str, now: float) -> Pin | None:
+        """The live pin of a session (an expired one is removed on read)."""
+        pin = self._by_use.get(session)
+        if pin is not None and self._expired(pin, now):
+            self._drop(session)
+            return None
+        return pin
+
+    def touch(self, pin: Pin, now: float) -> None:
+        """Record a use: the pin becomes the most recently used."""
+        pin.last_used = now
+        pin.requests += 1
+        self._by_use.move_to_end(pin.session)
+
+    def put(self, session: str, alias: str, now: float) -> tuple[Pin, list[Pin]]:
+        """Pin a session (replacing any old pin); returns the pin and the pins evicted for room."""
+        old = self._by_use.get(session)
+        moves = 0
+        if old is not None:
+            moves = old.moves + (old.alias != alias)
+            self._drop(session)
+        pin = Pin(session, alias, created=now, last_used=now, moves=moves)
+        self._insert(pin)
+        evicted = []
+        while len(self._by_use) > self.max_size:
+            _, lru = self._by_use.popitem(last=False)
+            self._count(lru.alias, -1)
+            evicted.append(lru)
+        return pin, evicted
+
+    def restore(self, pin: Pin) -> None:
+        """Insert a pin loaded from a store, keeping its times (oldest restored first)."""
+        if pin.session in self._by_use:
+            self._drop(pin.session)
+        self._insert(pin)
+
+    def _insert(self, pin: Pin) -> None:
+        self._by_use[pin.session] = pin
+        self._by_birth.append((pin.created, pin.session))
+        self._count(pin.alias, 1)
+
+    def remove(self, session: str) -> Pin | None:
+        return self._drop(session)
+
+    def remove_alias(self, alias: str) -> list[Pin]:
+        """Drop every pin of one account (an operator's eviction; costs the table size)."""
+        gone = [p for p in self._by_use.values() if p.alias == alias]
+        for p in gone:
+            self._drop(p.session)
+        return gone
+
+    def expire(self, now: float) -> list[Pin]:
+        """Remove idle and too-old pins; cost grows with what expired, not with the table."""
+        gone: list[Pin] = []
+        while self._by_use:
+            session, pin = next(iter(self._by_use.items()))
+            if now - pin.last_used < self.idle_timeout:
+                break
+            self._drop(session)
+            gone.append(pin)
+        while self._by_birth:
+            created, session = self._by_birth[0]
+            if now - created < self.max_age:
+                break
+            self._by_birth.popleft()
+            pin_or_none = self._by_use.get(session)
+            if pin_or_none is not None and pin_or_none.created == created:
+                self._drop(session)
+                gone.append(pin_or_none)
+        return gone
+
+    def _drop(self, session: str) -> Pin | None:
+        # The matching _by_birth entry stays behind; expire() skips it when its time comes.
+        pin = self._by_use.pop(session, None)
+        if pin is not None:
+            self._count(pin.alias, -1)
+        return pin
+
+    def _count(self, alias: str, delta: int) -> None:
+        n = self._per_alias.get(alias, 0) + delta
+        if n > 0:
+            self._per_alias[alias] = n
+        else:
+            self._per_alias.pop(alias, None)

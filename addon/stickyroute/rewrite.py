@@ -1,0 +1,83 @@
+"""Step 4: make a request the chosen account's — headers always, OpenAI bodies only to add fields.
+
+Never rewrites an Anthropic body (Claude Code may sign it). Body edits splice the new fields in
+after the opening brace so every other byte stays as the client wrote it; a body that is not a
+JSON object is never touched. Works on decoded bytes: the caller keeps the content encoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+# Every header a client may authenticate itself with: none of them may reach the provider.
+CLIENT_CREDENTIALS = (
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "chatgpt-account-id",
+    "openai-organization",
+    "openai-project",
+    "anthropic-api-key",
+    "cookie",
+    "x-sticky-session",
+)
+ENCRYPTED_REASONING = "reasoning.encrypted_content"
+
+
+def set_credentials(headers: MutableMapping[str, str],
+                    credentials: Iterable[tuple[str, str]]) -> None:
+    """Drop every client credential header, then set the account's."""
+    for name in CLIENT_CREDENTIALS:
+        if name in headers:
+            del headers[name]
+    for name, value in credentials:
+        headers[name] = value
+
+
+def cache_key_for(session_key: str) -> str:
+    """A prompt_cache_key derived from the session key: the same after a restart, on every proxy."""
+    return "sr-" + hashlib.sha256(session_key.encode()).hexdigest()[:32]
+
+
+def wanted_fields(body: dict[str, Any], cache_key: str | None,
+                  inject_include: bool) -> dict[str, Any]:
+    """The fields to add to an OpenAI Responses body (empty: leave it as it is)."""
+    add: dict[str, Any] = {}
+    if cache_key and "prompt_cache_key" not in body:
+        add["prompt_cache_key"] = cache_key
+    if inject_include and body.get("reasoning") is not None and body.get("store") is False:
+        include = body.get("include")
+        if include is None:
+            add["include"] = [ENCRYPTED_REASONING]
+        elif isinstance(include, list) and ENCRYPTED_REASONING not in include:
+            add["include"] = [*include, ENCRYPTED_REASONING]
+    return add
+
+
+def add_fields(raw: bytes, body: dict[str, Any], add: dict[str, Any]) -> bytes:
+    """`raw` (the JSON object `body` was parsed from) with `add` merged in."""
+    if "include" in add and "include" in body:
+        merged = {**body, **add}
+        return json.dumps(merged, ensure_ascii=False, separators=(",", ":")).encode()
+    start = raw.index(b"{") + 1
+    fields = b",".join(
+        json.dumps(k).encode() + b":" + json.dumps(v, ensure_ascii=False).encode()
+        for k, v in add.items()
+    )
+    sep = b"," if body else b""
+    return raw[:start] + fields + sep + raw[start:]
+
+
+def parse_object(raw: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None for anything else (which then passes untouched)."""
+    stripped = raw.lstrip()
+    if not stripped.startswith(b"{"):
+        return None
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None

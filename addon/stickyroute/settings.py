@@ -1,0 +1,89 @@
+"""The sticky_* options: declared once here, parsed into one immutable Settings value.
+
+Parsing raises ValueError naming the option; the glue turns it into an OptionsError and only
+then swaps the new settings in, so a bad option leaves the old ones running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .choose import STRATEGIES
+
+FALLBACKS = ("rotate", "fail")
+
+# name, type, default, help, choices
+OPTIONS: tuple[tuple[str, type, Any, str, Sequence[str] | None], ...] = (
+    ("sticky_accounts", str, "accounts.yaml",
+     "Path of the accounts file (re-read when it changes on disk).", None),
+    ("sticky_enabled", bool, True,
+     "Pin each conversation to one account. Off: every request is routed by the strategy.", None),
+    ("sticky_strategy", str, "least-sessions",
+     "How a new session picks its account among the healthy accounts of its provider.",
+     STRATEGIES),
+    ("sticky_fallback", str, "rotate",
+     "What happens when a soft-pinned account is unavailable: rotate re-pins the session to a "
+     "healthy account and says so; fail answers 503.", FALLBACKS),
+    ("sticky_idle_timeout", int, 3600, "Seconds a pin lives without use.", None),
+    ("sticky_max_age", int, 86400, "Seconds a pin lives at most.", None),
+    ("sticky_max_sessions", int, 100_000,
+     "Most pins kept; the least recently used go first.", None),
+    ("sticky_sweep_interval", int, 60, "Seconds between sweeps of expired pins.", None),
+    ("sticky_session_headers", Sequence[str], [],
+     "Extra request header names to read a session id from (before the built-in ones).", None),
+    ("sticky_inject_cache_key", bool, True,
+     "Add a stable prompt_cache_key to OpenAI Responses requests that lack one.", None),
+    ("sticky_inject_include", bool, True,
+     "Add reasoning.encrypted_content to include on OpenAI Responses requests that use "
+     "reasoning with store=false.", None),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    accounts_path: str = "accounts.yaml"
+    enabled: bool = True
+    strategy: str = "least-sessions"
+    fallback: str = "rotate"
+    idle_timeout: int = 3600
+    max_age: int = 86400
+    max_sessions: int = 100_000
+    sweep_interval: int = 60
+    session_headers: tuple[str, ...] = ()
+    inject_cache_key: bool = True
+    inject_include: bool = True
+
+
+def parse_settings(get: Callable[[str], Any]) -> Settings:
+    """Build Settings from option values (`get(name)`); ValueError names the bad option."""
+    for name in ("sticky_idle_timeout", "sticky_max_age", "sticky_max_sessions",
+                 "sticky_sweep_interval"):
+        if get(name) < 1:
+            raise ValueError(f"Cannot parse {name} option: must be at least 1, got {get(name)}")
+    for name, allowed in (("sticky_strategy", STRATEGIES), ("sticky_fallback", FALLBACKS)):
+        if get(name) not in allowed:
+            raise ValueError(f"Cannot parse {name} option: {get(name)!r} is not one of "
+                             f"{', '.join(allowed)}")
+    headers = []
+    for h in get("sticky_session_headers"):
+        h = h.strip().lower()
+        if not h or any(c in h for c in " :\t"):
+            raise ValueError(f"Cannot parse sticky_session_headers option: bad header name {h!r}")
+        headers.append(h)
+    if not get("sticky_accounts"):
+        raise ValueError("Cannot parse sticky_accounts option: a path is required")
+    return Settings(
+        accounts_path=get("sticky_accounts"),
+        enabled=get("sticky_enabled"),
+        strategy=get("sticky_strategy"),
+        fallback=get("sticky_fallback"),
+        idle_timeout=get("sticky_idle_timeout"),
+        max_age=get("sticky_max_age"),
+        max_sessions=get("sticky_max_sessions"),
+        sweep_interval=get("sticky_sweep_interval"),
+        session_headers=tuple(headers),
+        inject_cache_key=get("sticky_inject_cache_key"),
+        inject_include=get("sticky_inject_include"),
+    )

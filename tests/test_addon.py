@@ -1,0 +1,238 @@
+import json
+import logging
+
+import pytest
+import zstandard
+from mitmproxy import exceptions
+from mitmproxy.test import taddons, tflow, tutils
+
+from stickyroute.addon import StickyRoute
+
+ACCOUNTS = """\
+accounts:
+  - alias: oa
+    provider: openai
+    api_key: sk-acct-oa
+  - alias: ob
+    provider: openai
+    api_key: sk-acct-ob
+  - alias: an
+    provider: anthropic
+    api_key: sk-ant-acct
+  - alias: cg
+    provider: chatgpt
+    api_key: tok
+    account_id: id-1
+    enabled: false
+"""
+
+
+class Clock:
+    t = 1_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def accounts_file(tmp_path):
+    p = tmp_path / "accounts.yaml"
+    p.write_text(ACCOUNTS)
+    return p
+
+
+@pytest.fixture
+def addon_ctx(accounts_file):
+    clock = Clock()
+    addon = StickyRoute(clock=clock)
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, sticky_accounts=str(accounts_file))
+        yield addon, tctx, clock
+
+
+def flow(host="api.openai.com", path="/v1/responses", body=None, headers=(), scheme="https",
+         raw: bytes | None = None):
+    req = tutils.treq(host=host, port=443, scheme=scheme.encode(), path=path.encode(),
+                      method=b"POST", content=b"")
+    req.headers.clear()
+    req.headers["authorization"] = "Bearer sk-client-placeholder"
+    req.headers["content-type"] = "application/json"
+    for k, v in headers:
+        req.headers[k] = v
+    if raw is not None:
+        req.raw_content = raw
+    elif body is not None:
+        req.content = json.dumps(body).encode()
+    return tflow.tflow(req=req)
+
+
+def test_rewrites_credentials_and_pins(addon_ctx):
+    addon, _, _ = addon_ctx
+    f1 = flow(body={"model": "gpt-5", "input": "hi"}, headers=[("session-id", "conv-1")])
+    addon.request(f1)
+    assert f1.request.headers["authorization"] in ("Bearer sk-acct-oa", "Bearer sk-acct-ob")
+    meta = f1.metadata["stickyroute"]
+    assert meta["affinity"] == "new" and meta["session_source"] == "header:session-id"
+    f2 = flow(body={"model": "gpt-5", "input": "hi"}, headers=[("session-id", "conv-1")])
+    addon.request(f2)
+    assert f2.metadata["stickyroute"]["affinity"] == "hit"
+    assert f2.request.headers["authorization"] == f1.request.headers["authorization"]
+    assert "sk-acct" not in f2.comment and "oa" in f2.comment or "ob" in f2.comment
+
+
+def test_other_hosts_and_plain_http_untouched(addon_ctx):
+    addon, _, _ = addon_ctx
+    for f in (flow(host="example.com"), flow(scheme="http")):
+        before = f.request.copy()
+        addon.request(f)
+        assert f.request.headers == before.headers and f.request.raw_content == before.raw_content
+        assert "stickyroute" not in f.metadata
+
+
+def test_anthropic_body_never_rewritten(addon_ctx):
+    addon, _, _ = addon_ctx
+    raw = b'{"model":"claude","messages":[{"role":"user","content":"x"}],"metadata":{"user_id":"u"}}'
+    f = flow(host="api.anthropic.com", path="/v1/messages?beta=true", raw=raw,
+             headers=[("x-api-key", "client")])
+    addon.request(f)
+    assert f.request.raw_content == raw
+    assert f.request.headers["x-api-key"] == "sk-ant-acct"
+    assert "authorization" not in f.request.headers
+
+
+def test_injects_cache_key_into_zstd_body(addon_ctx):
+    addon, _, _ = addon_ctx
+    body = {"model": "gpt-5", "input": [{"role": "user", "content": "hello"}],
+            "reasoning": {"effort": "low"}, "store": False}
+    f = flow(raw=zstandard.ZstdCompressor().compress(json.dumps(body).encode()),
+             headers=[("content-encoding", "zstd")])
+    addon.request(f)
+    assert f.request.headers["content-encoding"] == "zstd"
+    sent = json.loads(zstandard.ZstdDecompressor().decompress(f.request.raw_content,
+                                                               max_output_size=1 << 20))
+    assert sent["prompt_cache_key"].startswith("sr-")
+    assert sent["include"] == ["reasoning.encrypted_content"]
+    assert f.metadata["stickyroute"]["injected"] == ["include", "prompt_cache_key"]
+
+
+def test_cache_key_is_the_same_after_a_restart(accounts_file):
+    keys = []
+    for _ in range(2):
+        addon = StickyRoute(clock=Clock())
+        with taddons.context(addon) as tctx:
+            tctx.configure(addon, sticky_accounts=str(accounts_file))
+            f = flow(body={"model": "m", "instructions": "sys", "input": "first"})
+            addon.request(f)
+            keys.append(json.loads(f.request.content)["prompt_cache_key"])
+    assert keys[0] == keys[1]
+
+
+def test_present_cache_key_and_non_json_untouched(addon_ctx):
+    addon, _, _ = addon_ctx
+    for raw in (b'{"prompt_cache_key":"mine","input":"x"}', b"not json at all", b"[1,2]",
+                b"\xff\xfe\x00"):
+        f = flow(raw=raw)
+        addon.request(f)
+        assert f.request.raw_content == raw
+        assert f.request.headers["authorization"].startswith("Bearer sk-acct-")
+
+
+def test_lying_content_encoding_passes_through(addon_ctx):
+    addon, _, _ = addon_ctx
+    f = flow(raw=b'{"input":"x"}', headers=[("content-encoding", "zstd")])
+    addon.request(f)
+    assert f.request.raw_content == b'{"input":"x"}'
+
+
+def test_all_accounts_disabled_answers_503(addon_ctx):
+    addon, _, _ = addon_ctx
+    f = flow(host="chatgpt.com", path="/backend-api/codex/responses", body={"input": "x"})
+    addon.request(f)
+    assert f.response.status_code == 503
+    err = json.loads(f.response.content)["error"]
+    assert err["code"] == "no_account_available" and "openai" not in err["message"]
+    assert "tok" not in f.response.text
+
+
+def test_sticky_disabled_routes_without_pins(addon_ctx):
+    addon, tctx, _ = addon_ctx
+    tctx.configure(addon, sticky_enabled=False, sticky_strategy="round-robin")
+    seen = set()
+    for _ in range(4):
+        f = flow(body={"input": "x"}, headers=[("session-id", "same")])
+        addon.request(f)
+        seen.add(f.request.headers["authorization"])
+        assert f.metadata["stickyroute"]["affinity"] == "unpinned"
+    assert len(seen) == 2 and len(addon.pins) == 0
+
+
+def test_idle_pin_expires_and_sweep(addon_ctx):
+    addon, tctx, clock = addon_ctx
+    tctx.configure(addon, sticky_idle_timeout=60)
+    addon.request(flow(body={"input": "x"}, headers=[("session-id", "s")]))
+    assert len(addon.pins) == 1
+    clock.t += 61
+    assert addon.sweep() == 1 and len(addon.pins) == 0
+
+
+@pytest.mark.parametrize("option, value, match", [
+    ("sticky_idle_timeout", 0, "sticky_idle_timeout"),
+    ("sticky_session_headers", ["bad header"], "sticky_session_headers"),
+    ("sticky_strategy", "best", "sticky_strategy"),
+    ("sticky_fallback", "maybe", "sticky_fallback"),
+])
+def test_bad_options_are_refused(addon_ctx, option, value, match):
+    addon, tctx, _ = addon_ctx
+    with pytest.raises(exceptions.OptionsError, match=match):
+        tctx.configure(addon, **{option: value})
+    assert addon.settings.idle_timeout == 3600  # old settings still running
+
+
+def test_bad_accounts_file_is_refused(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("accounts:\n  - alias: a\n    provider: nope\n    api_key: k\n")
+    addon = StickyRoute()
+    with taddons.context(addon) as tctx:
+        with pytest.raises(exceptions.OptionsError, match=rf"{p}:3: a: unknown provider"):
+            tctx.configure(addon, sticky_accounts=str(p))
+
+
+def test_accounts_reload_and_bad_edit_keeps_old(addon_ctx, accounts_file, caplog):
+    addon, _, _ = addon_ctx
+    accounts_file.write_text(ACCOUNTS.replace("alias: ob", "alias: ob2") + "\n")
+    assert addon.reload_accounts_if_changed()
+    assert addon.accounts.get("ob2") is not None
+    accounts_file.write_text("accounts: [broken\n")
+    with caplog.at_level(logging.WARNING):
+        assert not addon.reload_accounts_if_changed()
+    assert "keeping the previous accounts" in caplog.text
+    assert addon.accounts.get("ob2") is not None
+
+
+def test_soft_pin_moves_when_account_disappears(addon_ctx, accounts_file):
+    addon, _, _ = addon_ctx
+    f = flow(body={"input": "x"}, headers=[("session-id", "s")])
+    addon.request(f)
+    first = f.metadata["stickyroute"]["account"]
+    accounts_file.write_text(ACCOUNTS.replace(f"alias: {first}\n    provider: openai",
+                                              f"alias: {first}\n    provider: openai\n"
+                                              "    enabled: false") + "\n")
+    assert addon.reload_accounts_if_changed()
+    f2 = flow(body={"input": "x"}, headers=[("session-id", "s")])
+    addon.request(f2)
+    meta = f2.metadata["stickyroute"]
+    assert meta["affinity"] == "moved" and meta["moved_from"] == first
+    assert meta["account"] != first and f2.marked
+
+
+def test_commands(addon_ctx):
+    addon, tctx, _ = addon_ctx
+    addon.request(flow(body={"input": "x"}, headers=[("session-id", "conv-9")]))
+    assert any("conv-9" in line for line in tctx.command(addon.sessions_command))
+    assert any(line.startswith("oa openai enabled") for line in addon.accounts_command())
+    addon.evict_command("conv-9")
+    assert len(addon.pins) == 0
+    with pytest.raises(exceptions.CommandError):
+        addon.evict_command("nope")
+    with pytest.raises(exceptions.CommandError):
+        addon.evict_account_command("nope")
