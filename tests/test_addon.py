@@ -236,3 +236,13 @@ def test_commands(addon_ctx):
         addon.evict_command("nope")
     with pytest.raises(exceptions.CommandError):
         addon.evict_account_command("nope")
+
+
+def test_ledger_counts_requests_by_affinity(addon_ctx):
+    addon, _, _ = addon_ctx
+    for _ in range(3):
+        f = flow(body={"input": "x"}, headers=[("session-id", "s")])
+        addon.request(f)
+    alias = f.metadata["stickyroute"]["account"]
+    assert addon.ledger[alias].requests == 3
+    assert addon.ledger[alias].affinity == {"new": 1, "hit": 2}

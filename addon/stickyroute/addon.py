@@ -23,6 +23,7 @@ from .choose import Chooser, decide
 from .classify import Endpoint, classify
 from .errors import NoAccount
 from .identify import SessionId, identify
+from .ledger import Ledger
 from .pins import PinTable
 from .settings import OPTIONS, Settings, parse_settings
 
@@ -42,6 +43,8 @@ class StickyRoute:
         self._candidates: dict[str, list[Account]] = {}
         self.pins = PinTable(clock=clock)
         self.chooser = Chooser()
+        self.ledger = Ledger()
+        self.started = clock()
         self._tasks: list[asyncio.Task[None]] = []
 
     # ---- options -----------------------------------------------------------------------
@@ -162,6 +165,7 @@ class StickyRoute:
             logger.warning("stickyroute: %s %s -> %s: %s", route.provider, req.path, e.status, e)
             return
         account = decision.account
+        self.ledger[account.alias].count_request(decision.affinity)
         rewrite.set_credentials(req.headers, account.credential_headers())
         injected: list[str] = []
         if (body is not None and raw is not None and route.endpoint is Endpoint.RESPONSES
