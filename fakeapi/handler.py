@@ -47,6 +47,9 @@ class FakeHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 300
     server_version = "fakeapi/1"
+    # Headers, body and every SSE frame are separate small writes: without this, Nagle plus
+    # delayed ACKs add ~40 ms per request and make streams arrive in lumps.
+    disable_nagle_algorithm = True
 
     @property
     def upstream(self) -> FakeUpstream:
