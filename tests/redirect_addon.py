@@ -57,9 +57,17 @@ class RedirectToFake:
         if "fake_hosts" in updated:
             self.hosts = parse_hosts(ctx.options.fake_hosts)
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # A streamed request body (stream_large_bodies) makes mitmproxy connect upstream
+        # before the `request` hook runs, so such flows must be redirected now.
+        if flow.request.stream:
+            self.request(flow)
+
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live or self.target is None:
             return
+        if "x-fake-original-host" in flow.request.headers:
+            return  # already redirected at requestheaders
         host = flow.request.pretty_host.lower()
         if host not in self.hosts:
             return
