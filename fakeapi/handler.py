@@ -6,18 +6,20 @@ carried, so tests can prove what the proxy did and did not forward.
 
 from __future__ import annotations
 
-import gzip
+import hashlib
 import json
 import logging
 import socket
+import threading
 import time
-import zlib
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from . import anthropic_api, openai_api
+from .bodies import decode, json_or_none
 from .faults import ERROR_KINDS, Fault
+from .log import new_entry, note_body
 from .wire import Call, Reply, anthropic_error, fault_reply, openai_error, unauthorized
 
 if TYPE_CHECKING:
@@ -34,11 +36,6 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("POST", "/v1/messages/count_tokens"):
         ("other", "anthropic", anthropic_api.count_tokens_api),
 }
-SESSION_HEADERS = (
-    "x-sticky-session", "x-claude-code-session-id", "session-id", "session_id",
-    "conversation_id", "thread-id", "x-session-id", "x-session-affinity", "x-opencode-session",
-    "x-client-request-id",
-)
 DEFAULT_OUTPUT_TOKENS = 20
 MAX_STALL = 60.0  # a stall without a delay waits for release_stalls(), but not forever
 
@@ -77,9 +74,10 @@ class FakeHandler(BaseHTTPRequestHandler):
     # ---- one request ----
 
     def _handle(self) -> None:
+        self._stall = None  # the handler object lives as long as the keep-alive connection
         split = urlsplit(self.path)
         headers = {k.lower(): v for k, v in self.headers.items()}
-        entry = _new_entry(self.command, self.path, headers)
+        entry = new_entry(self.command, self.path, headers)
         try:
             raw = self._read_body()
         except (ValueError, OSError):
@@ -99,11 +97,12 @@ class FakeHandler(BaseHTTPRequestHandler):
         api, family, endpoint = route if route else ("other", _family_of(path, headers), None)
         entry["api"] = api
         try:
-            data = _decode(raw, headers.get("content-encoding", ""))
+            data = decode(raw, headers.get("content-encoding", ""))
         except ValueError as exc:
             return _bad_request(family, f"Could not decode request body: {exc}")
-        body = _json_or_none(data)
-        _note_body(entry, body)
+        body = json_or_none(data)
+        entry["body_sha256"] = hashlib.sha256(data).hexdigest()  # proves a body was untouched
+        note_body(entry, body)
 
         known = route is not None or path.startswith("/v1/models")
         account, credential = self.upstream.authenticate(family if known else "other", headers)
@@ -142,7 +141,7 @@ class FakeHandler(BaseHTTPRequestHandler):
         if fault.kind == "slow":
             time.sleep(fault.delay)
         if fault.kind == "stall":
-            self._stall = fault
+            self._stall = (fault, self.upstream.stall_event())
         return None
 
     def _control(self, path: str, raw: bytes) -> Reply:
@@ -192,6 +191,7 @@ class FakeHandler(BaseHTTPRequestHandler):
             if reply.events is not None:
                 self._send_stream(reply)
             else:
+                self._wait_out_stall()  # a stalled non-streamed answer is just late
                 self._send_json(reply)
             if entry is not None:
                 entry["completed"] = True
@@ -216,74 +216,27 @@ class FakeHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         pause = _chunk_delay(self.headers.get("x-fake-chunk-delay"))
-        stall: Fault | None = getattr(self, "_stall", None)
-        self._stall = None
-        release = self.upstream.stall_event()
         for i, frame in enumerate(reply.events or []):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
             self.wfile.flush()
-            if i == 0 and stall is not None:
-                release.wait(stall.delay if stall.delay > 0 else MAX_STALL)
-            elif pause:
+            if i == 0:
+                self._wait_out_stall()
+            if pause:
                 time.sleep(pause)
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
-    _stall: Fault | None = None
+    def _wait_out_stall(self) -> None:
+        """Pause for the stall fault's delay, or until release_stalls() when it has none."""
+        if self._stall is not None:
+            fault, release = self._stall
+            self._stall = None
+            release.wait(fault.delay if fault.delay > 0 else MAX_STALL)
+
+    _stall: tuple[Fault, threading.Event] | None = None
 
 
 # ---- helpers ----
-
-
-def _new_entry(method: str, path: str, headers: dict[str, str]) -> dict[str, Any]:
-    return {
-        "time": time.time(), "method": method, "path": path, "api": "other",
-        "account": None, "status": None, "credential": "", "headers": headers,
-        "session_headers": {h: headers[h] for h in SESSION_HEADERS if h in headers},
-        "original_host": headers.get("x-fake-original-host"),
-        "content_encoding": headers.get("content-encoding"), "body_size": 0,
-        "model": None, "stream": False, "previous_response_id": None, "prompt_cache_key": None,
-        "include": None, "response_id": None, "usage": None, "error_code": None, "fault": None,
-        "completed": False,
-    }
-
-
-def _note_body(entry: dict[str, Any], body: Any) -> None:
-    if not isinstance(body, dict):
-        return
-    entry.update(model=body.get("model"), stream=body.get("stream") is True,
-                 previous_response_id=body.get("previous_response_id"),
-                 prompt_cache_key=body.get("prompt_cache_key"), include=body.get("include"),
-                 metadata=body.get("metadata"), body=body)
-
-
-def _decode(raw: bytes, encoding: str) -> bytes:
-    for enc in reversed([e.strip().lower() for e in encoding.split(",") if e.strip()]):
-        if enc in ("gzip", "x-gzip"):
-            raw = _wrap(gzip.decompress, raw)
-        elif enc == "deflate":
-            raw = _wrap(zlib.decompress, raw)
-        elif enc == "zstd":
-            import zstandard
-
-            raw = _wrap(lambda b: zstandard.ZstdDecompressor().decompressobj().decompress(b), raw)
-        elif enc != "identity":
-            raise ValueError(f"unsupported content-encoding {enc}")
-    return raw
-
-
-def _wrap(fn: Any, raw: bytes) -> bytes:
-    try:
-        return fn(raw)  # type: ignore[no-any-return]
-    except Exception as exc:  # every codec has its own error type
-        raise ValueError(str(exc)) from exc
-
-
-def _json_or_none(data: bytes) -> Any:
-    try:
-        return json.loads(data) if data else None
-    except ValueError:
-        return None
 
 
 def _family_of(path: str, headers: dict[str, str]) -> str:

@@ -178,7 +178,8 @@ def chat(call: Call, acct: AccountState) -> Reply:
     head = {"id": new_id("chatcmpl-"), "created": int(time.time()),
             "model": body.get("model", "gpt-fake"), "service_tier": "default",
             "system_fingerprint": "fp_fake"}
-    message = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None,
+                               "annotations": []}
     full = {**head, "object": "chat.completion", "usage": usage, "choices": [
         {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}]}
     reply = Reply(200, full, headers=openai_headers(), response_id=head["id"],

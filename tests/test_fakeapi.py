@@ -448,6 +448,16 @@ def test_stall_fault_streams_first_event_then_waits(fake: FakeUpstream,
     assert len(data) > 3 and "response.completed" in data[-1]
 
 
+def test_stall_fault_on_a_plain_answer_just_delays(fake: FakeUpstream,
+                                                   http: httpx2.Client) -> None:
+    fake.add_fault(kind="stall")  # no delay: waits for release_stalls()
+    threading.Timer(0.3, fake.release_stalls).start()
+    start = time.monotonic()
+    assert respond(http, KEY_A, input="x").status_code == 200
+    assert 0.3 <= time.monotonic() - start < 5
+    assert respond(http, KEY_A, input="x", stream=True).status_code == 200  # not stalled again
+
+
 def test_unknown_fault_kind() -> None:
     with pytest.raises(ValueError, match="unknown fault kind"):
         FakeUpstream().add_fault(kind="nope")
