@@ -85,7 +85,7 @@ class FakeHandler(BaseHTTPRequestHandler):
             return
         entry["body_size"] = len(raw)
         if split.path.startswith("/_fake/"):
-            self._send(self._control(split.path, raw), entry=None)
+            self._send(self._control(split.path, split.query, raw), entry=None)
             return
         reply = self._answer(split.path, headers, raw, entry)
         if reply is not None:
@@ -144,12 +144,12 @@ class FakeHandler(BaseHTTPRequestHandler):
             self._stall = (fault, self.upstream.stall_event())
         return None
 
-    def _control(self, path: str, raw: bytes) -> Reply:
+    def _control(self, path: str, query: str, raw: bytes) -> Reply:
         up = self.upstream
         if path == "/_fake/log" and self.command == "GET":
             return Reply(200, up.requests())
         if path == "/_fake/reset" and self.command == "POST":
-            up.reset_log()
+            up.reset() if "all=1" in query else up.reset_log()
         elif path == "/_fake/release" and self.command == "POST":
             up.release_stalls()
         elif path == "/_fake/faults" and self.command == "POST":

@@ -103,9 +103,18 @@ class FakeUpstream:
 
     # ---- inspection and control ----
 
-    def requests(self) -> list[dict[str, Any]]:
+    def requests(self, **match: Any) -> list[dict[str, Any]]:
+        """Copy of the log; keyword arguments keep entries whose fields equal them."""
         with self.lock:
-            return copy.deepcopy(self.log)
+            entries = [e for e in self.log if all(e.get(k) == v for k, v in match.items())]
+            return copy.deepcopy(entries)
+
+    def reset(self) -> None:
+        """Log, faults and every account's state, as if freshly started (same port)."""
+        with self.lock:
+            self.log.clear()
+            self.faults.clear()
+            self._accounts.clear()
 
     def reset_log(self) -> None:
         with self.lock:

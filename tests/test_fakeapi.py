@@ -347,6 +347,11 @@ def test_control_endpoints(fake: FakeUpstream, http: httpx2.Client) -> None:
     http.get("/anything")
     assert [e["path"] for e in http.get("/_fake/log").json()] == ["/anything"]
     assert http.post("/_fake/reset").status_code == 200 and fake.requests() == []
+    first = respond(http, KEY_A, input="x").json()["id"]
+    assert len(fake.requests(account="openai-a", api="responses")) == 1
+    assert http.post("/_fake/reset?all=1").status_code == 200 and fake.requests() == []
+    gone = respond(http, KEY_A, input="x", previous_response_id=first)
+    assert gone.json()["error"]["code"] == "previous_response_not_found"
     http.post("/_fake/faults", json={"account": "openai-a", "kind": "500"})
     assert respond(http, KEY_A, input="x").status_code == 500
     http.post("/_fake/faults", json={"kind": "500", "count": 5})

@@ -45,8 +45,7 @@ def proxy(module_fake_upstream: FakeUpstream,
 
 @pytest.fixture
 def fake(module_fake_upstream: FakeUpstream) -> FakeUpstream:
-    module_fake_upstream.reset_log()
-    module_fake_upstream.clear_faults()
+    module_fake_upstream.reset()
     return module_fake_upstream
 
 
