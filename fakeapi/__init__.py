@@ -1,0 +1,19 @@
+"""Fake OpenAI / Anthropic / ChatGPT-backend upstream with per-account state, for tests.
+
+    fake = FakeUpstream(keys={"sk-test-a": "acct-a"}, chatgpt_accounts={"tok": ("acct-c", "id")})
+    fake.start()                      # or `with FakeUpstream(...) as fake:`
+    fake.url, fake.port, fake.address
+    fake.requests(account="acct-a")   # log snapshot, optionally filtered by field equality
+    fake.add_fault(account="acct-a", kind="429", count=3, retry_after=2)
+    fake.release_stalls(); fake.clear_faults(); fake.reset_log(); fake.reset(); fake.stop()
+
+Request headers the fake understands: `x-fake-output-tokens: N` (reply length, default 20),
+`x-fake-chunk-delay: SECONDS` (pause between SSE events). Control endpoints for other
+processes: GET /_fake/log, POST /_fake/reset[?all=1], POST /_fake/faults (JSON add_fault
+kwargs), DELETE /_fake/faults, POST /_fake/release.
+"""
+
+from .faults import KINDS as FAULT_KINDS
+from .upstream import FakeUpstream
+
+__all__ = ["FAULT_KINDS", "FakeUpstream"]
