@@ -8,5 +8,7 @@ from typing import Any
 def make_addons() -> list[Any]:
     """The addons `addon/sticky.py` hands to mitmproxy, in hook order."""
     from .addon import StickyRoute
+    from .persist import Persistence
 
-    return [StickyRoute()]
+    sticky = StickyRoute()
+    return [sticky, Persistence(sticky)]

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from mitmproxy import command, ctx, exceptions, http
@@ -24,8 +24,9 @@ from .classify import Endpoint, classify
 from .errors import NoAccount
 from .identify import SessionId, identify
 from .ledger import Ledger
-from .pins import PinTable
+from .pins import Pin, PinTable
 from .settings import OPTIONS, Settings, parse_settings
+from .store import MemoryStore, Store
 
 logger = logging.getLogger("stickyroute")
 
@@ -46,6 +47,8 @@ class StickyRoute:
         self.ledger = Ledger()
         self.started = clock()
         self._tasks: list[asyncio.Task[None]] = []
+        self.store: Store = MemoryStore()  # persist.Persistence opens the configured one
+        self._claims: dict[str, asyncio.Future[str | None]] = {}
 
     # ---- options -----------------------------------------------------------------------
     def load(self, loader: Any) -> None:
@@ -132,38 +135,50 @@ class StickyRoute:
         return True
 
     # ---- the request's path --------------------------------------------------------------
-    def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """Routes in place; returns an awaitable only when a shared store must be asked first."""
         if flow.response or flow.error or not flow.live:
-            return
+            return None
+        return self._route_safely(flow)
+
+    def _route_safely(self, flow: http.HTTPFlow, only: str | None = None) -> Awaitable[None] | None:
         try:
-            self._route(flow)
+            return self._route(flow, only)
         except Exception:
             # Never crash on traffic: the request goes on untouched, and we say so.
             logger.exception("stickyroute: could not route %s; passing it through",
                              flow.request.pretty_url)
+            return None
 
-    def _route(self, flow: http.HTTPFlow) -> None:
+    def _route(self, flow: http.HTTPFlow, only: str | None = None) -> Awaitable[None] | None:
+        """`only`: the alias a shared store's claim settled on for this new session."""
         req = flow.request
         if req.scheme != "https":
-            return
+            return None
         route = classify(self.accounts.provider_for_host(req.host.lower()), req.path)
         if route is None:
-            return  # not an account host: untouched, byte for byte
+            return None  # not an account host: untouched, byte for byte
         raw, body = _json_body(req) if route.endpoint is not Endpoint.OTHER else (None, None)
         s = self.settings
         session: SessionId | None = None
         if s.enabled:
             session = identify(route.provider, req.headers, body, s.session_headers,
                                use_derived=route.endpoint is not Endpoint.OTHER)
+        candidates = self._candidates.get(route.provider, [])
+        if session is not None and self.store.shared and only is None and self.pins.get(
+                session.key, self.clock()) is None:
+            return self._claim_then_route(flow, session.key, candidates)
+        if only is not None:
+            candidates = [a for a in candidates if a.alias == only] or candidates
         try:
-            decision = decide(self.pins, self.chooser, route.provider,
-                              self._candidates.get(route.provider, []), session, self.clock(),
-                              s.fallback)
+            decision = decide(self.pins, self.chooser, route.provider, candidates, session,
+                              self.clock(), s.fallback)
         except NoAccount as e:
             flow.response = http.Response.make(e.status, e.body(), e.headers())
             flow.metadata[META] = {"error": e.code, "message": e.message}
             logger.warning("stickyroute: %s %s -> %s: %s", route.provider, req.path, e.status, e)
-            return
+            return None
+        self.store.changed(decision.pin, decision.affinity)
         account = decision.account
         self.ledger[account.alias].count_request(decision.affinity)
         rewrite.set_credentials(req.headers, account.credential_headers())
@@ -192,6 +207,41 @@ class StickyRoute:
         if decision.affinity == "moved":
             flow.marked = ":arrows_counterclockwise:"
         logger.info("stickyroute: %s", _describe(meta))
+        return None
+
+    async def _claim_then_route(self, flow: http.HTTPFlow, key: str,
+                                candidates: Sequence[Account]) -> None:
+        """A new session with a shared store: one claim per session key at a time (others
+        await it), then route on the account the first writer got."""
+        pending = self._claims.get(key)
+        if pending is not None:
+            alias = await pending
+        else:
+            pending = self._claims[key] = asyncio.get_running_loop().create_future()
+            alias = None
+            try:
+                alias = await self._claim(key, candidates)
+            except Exception:
+                logger.exception("stickyroute: store: claim failed; routing locally")
+            finally:
+                del self._claims[key]
+                pending.set_result(alias)
+        self._route_safely(flow, only=alias or "")  # "": no answer, any account
+
+    async def _claim(self, key: str, candidates: Sequence[Account]) -> str | None:
+        shared = self.store.shared_sessions()
+        account = self.chooser.choose(
+            candidates, shared if shared is not None else self.pins.sessions_per_alias())
+        if account is None:
+            return None
+        now = self.clock()
+        result = await self.store.claim(Pin(key, account.alias, created=now, last_used=now))
+        if result is None:
+            return account.alias  # the store did not answer in time: route from memory
+        pin, ours = result
+        if not ours:
+            self.pins.put(key, pin.alias, self.clock())  # another proxy was first: follow it
+        return pin.alias
 
     # ---- commands ----------------------------------------------------------------------
     @command.command("sticky.sessions")
@@ -216,7 +266,7 @@ class StickyRoute:
         if not matches:
             raise exceptions.CommandError(f"no pinned session {session!r}")
         for key in matches:
-            self.pins.remove(key)
+            self.store.changed(self.pins.remove(key), "removed")
         logger.info("stickyroute: evicted %d pin(s) for session %s", len(matches), session)
 
     @command.command("sticky.evict.account")
@@ -225,6 +275,8 @@ class StickyRoute:
         if self.accounts.get(alias) is None:
             raise exceptions.CommandError(f"no account {alias!r}")
         gone = self.pins.remove_alias(alias)
+        for pin in gone:
+            self.store.changed(pin, "removed")
         logger.info("stickyroute: evicted %d pin(s) of account %s", len(gone), alias)
 
 

@@ -105,6 +105,23 @@ class PinTable:
             self._drop(pin.session)
         self._insert(pin)
 
+    def restore_all(self, pins: list[Pin], now: float) -> int:
+        """Load saved pins into an empty table, dropping expired ones; returns how many live.
+
+        Keeps both orders right (use for idle/LRU, birth for max age); the most recently used
+        win when there are more than max_size.
+        """
+        live = sorted((p for p in pins if not self._expired(p, now)), key=lambda p: p.last_used)
+        live = live[-self.max_size:] if len(live) > self.max_size else live
+        for pin in live:
+            if pin.session in self._by_use:
+                self._drop(pin.session)
+            self._by_use[pin.session] = pin
+            self._count(pin.alias, 1)
+        births = sorted([*self._by_birth, *((p.created, p.session) for p in live)])
+        self._by_birth = deque(births)
+        return len(live)
+
     def _insert(self, pin: Pin) -> None:
         self._by_use[pin.session] = pin
         self._by_birth.append((pin.created, pin.session))

@@ -38,6 +38,12 @@ OPTIONS: tuple[tuple[str, type, Any, str, Sequence[str] | None], ...] = (
     ("sticky_inject_include", bool, True,
      "Add reasoning.encrypted_content to include on OpenAI Responses requests that use "
      "reasoning with store=false.", None),
+    ("sticky_store", str, "",
+     "Where pins (and the state that goes with them) are kept: memory, a file path, or "
+     "redis://host:port/db. Empty: the file stickyroute-state.json in mitmproxy's confdir.",
+     None),
+    ("sticky_store_prefix", str, "stickyroute:",
+     "Key prefix in Redis, so several deployments can share one Redis server.", None),
 )
 
 
@@ -54,6 +60,8 @@ class Settings:
     session_headers: tuple[str, ...] = ()
     inject_cache_key: bool = True
     inject_include: bool = True
+    store: str = ""
+    store_prefix: str = "stickyroute:"
 
 
 def parse_settings(get: Callable[[str], Any]) -> Settings:
@@ -72,6 +80,15 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
         if not h or any(c in h for c in " :\t"):
             raise ValueError(f"Cannot parse sticky_session_headers option: bad header name {h!r}")
         headers.append(h)
+    store = get("sticky_store").strip()
+    if store.startswith(("redis://", "rediss://", "unix://")):
+        if len(store.split("://", 1)[1]) == 0:
+            raise ValueError(f"Cannot parse sticky_store option: no server in {store!r}")
+    elif "://" in store:
+        raise ValueError(f"Cannot parse sticky_store option: {store!r} is not memory, a file "
+                         "path or redis://...")
+    if not get("sticky_store_prefix"):
+        raise ValueError("Cannot parse sticky_store_prefix option: must not be empty")
     if not get("sticky_accounts"):
         raise ValueError("Cannot parse sticky_accounts option: a path is required")
     return Settings(
@@ -86,4 +103,6 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
         session_headers=tuple(headers),
         inject_cache_key=get("sticky_inject_cache_key"),
         inject_include=get("sticky_inject_include"),
+        store=store,
+        store_prefix=get("sticky_store_prefix"),
     )

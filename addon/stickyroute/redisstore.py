@@ -1,0 +1,266 @@
+"""The Redis store: pins shared by several proxies, first writer wins a new conversation.
+
+Keys (under the prefix): `pin:<session>` = "alias|created" with TTL = idle timeout (capped by
+max age), refreshed on use; `sessions:<alias>` a sorted set of session -> expiry (shared
+session counts); `chain:<response id>` = session; `health` a hash alias -> JSON.
+
+Redis is a second level behind the local PinTable and never a place a request waits long:
+every call has a timeout of tens of milliseconds; on failure the store goes "down", answers
+None at once, queues what changed, and a background tick reconnects with backoff and pushes
+the queue (first writer still wins) when Redis is back. Values never hold a credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
+
+from .pins import Pin
+from .store import Local
+
+logger = logging.getLogger("stickyroute")
+
+TIMEOUT = 0.05  # socket timeout: a request waits at most about this long for Redis
+CALL_TIMEOUT = 0.15  # backstop around one whole call
+BACKOFF = (0.5, 30.0)
+BATCH = 1000  # pins per pipeline when flushing
+
+# KEYS[1] pin key. ARGV: value, idle ms, max age s, now s, sessions-key prefix, session,
+# mode ("claim": keep an existing pin; "put": overwrite it). Returns {winning value, 1 if new}.
+_PIN_SCRIPT = """
+local cur = redis.call('GET', KEYS[1])
+local idle, maxage, now = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local function live(value)
+  local alias, created = string.match(value, '^(.*)|([^|]*)$')
+  local ttl = math.min(idle, math.floor((tonumber(created) + maxage - now) * 1000))
+  if ttl < 1 then return nil end
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('ZADD', ARGV[5] .. alias, now + ttl / 1000, ARGV[6])
+  return alias
+end
+if cur and ARGV[7] == 'claim' and live(cur) then return {cur, 0} end
+if cur then
+  local old = string.match(cur, '^(.*)|[^|]*$')
+  redis.call('ZREM', ARGV[5] .. old, ARGV[6])
+end
+redis.call('SET', KEYS[1], ARGV[1])
+if not live(ARGV[1]) then redis.call('DEL', KEYS[1]) end
+return {ARGV[1], 1}
+"""
+
+
+class RedisStore:
+    kind = "redis"
+    shared = True
+
+    def __init__(self, url: str, prefix: str = "stickyroute:",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.clock = clock  # monotonic, for backoff only; pin times come from the caller
+        self.idle_timeout = 3600.0
+        self.max_age = 86400.0
+        self.client = aioredis.Redis.from_url(
+            url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT,
+            retry=Retry(NoBackoff(), 0), health_check_interval=0, decode_responses=True)
+        self._sha: str | None = None
+        self.up = True
+        self._retry_at = 0.0
+        self._backoff = BACKOFF[0]
+        self._touched: dict[str, Pin] = {}  # refresh TTL (or re-push) at the next flush
+        self._moved: dict[str, Pin] = {}  # overwrite at the next flush
+        self._removed: set[str] = set()
+        self._writes: list[tuple[str, str, str | int]] = []  # chain: SET, health: HSET
+        self._counts: dict[str, int] = {}
+        self.adopted = 0  # pins this proxy had to give up to another proxy's claim
+
+    # ---- plumbing ------------------------------------------------------------------------
+    async def _call[T](self, job: Callable[[], Awaitable[T]], probe: bool = False) -> T | None:
+        """Run one Redis call within the timeout; None when Redis is down or too slow.
+
+        While down only the background tick probes (with backoff): requests never wait.
+        """
+        if not self.up and not probe:
+            return None
+        try:
+            if self._sha is None:
+                self._sha = await asyncio.wait_for(self.client.script_load(_PIN_SCRIPT),
+                                                   CALL_TIMEOUT)
+            return await asyncio.wait_for(job(), CALL_TIMEOUT)
+        except NoScriptError:
+            self._sha = None  # a restarted server: load it again next time
+            return None
+        except (aioredis.RedisError, OSError, TimeoutError) as e:
+            self._went_down(e)
+            return None
+
+    def _went_down(self, error: BaseException) -> None:
+        if self.up:
+            logger.warning("stickyroute: store: redis %s unavailable (%s); routing from local "
+                           "memory and retrying in the background", self._where(),
+                           type(error).__name__ or error)
+            self._backoff = BACKOFF[0]
+            self.up = False
+            self._sha = None
+            self._retry_at = self.clock() + self._backoff
+
+    def _where(self) -> str:
+        return self.url.split("@")[-1]  # never log a password in the URL
+
+    def _args(self, pin: Pin, now: float, mode: str) -> list[Any]:
+        return [f"{pin.alias}|{pin.created!r}", int(self.idle_timeout * 1000), self.max_age,
+                now, self.prefix + "sessions:", pin.session, mode]
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def open(self, local: Local, now: float) -> None:
+        self.idle_timeout, self.max_age = local.pins.idle_timeout, local.pins.max_age
+        logger.info("stickyroute: store: redis %s (prefix %r)", self._where(), self.prefix)
+
+    async def tick(self, local: Local, now: float) -> None:
+        self.idle_timeout, self.max_age = local.pins.idle_timeout, local.pins.max_age
+        was_up = self.up
+        if not self.up and self.clock() < self._retry_at:
+            return
+        if await self._call(self.client.ping, probe=True) is None:
+            if not was_up:
+                self._backoff = min(self._backoff * 2, BACKOFF[1])
+                self._retry_at = self.clock() + self._backoff
+            return
+        if not was_up:
+            self.up = True
+            self._touched.update({p.session: p for p in local.pins})  # re-sync all we know
+            logger.info("stickyroute: store: redis %s is back; re-syncing %d local pins",
+                        self._where(), len(self._touched))
+        await self.flush(local, now)
+        await self._refresh_counts(local, now)
+
+    async def close(self, local: Local, now: float) -> None:
+        await self.flush(local, now)
+        await self.client.aclose()
+
+    # ---- pins ----------------------------------------------------------------------------
+    async def claim(self, pin: Pin) -> tuple[Pin, bool] | None:
+        key, args = self.prefix + "pin:" + pin.session, self._args(pin, pin.created, "claim")
+        answer = await self._call(lambda: self.client.evalsha(self._sha or "", 1, key, *args))
+        if answer is None:
+            return None
+        value, new = answer
+        if new:
+            self._counts[pin.alias] = self._counts.get(pin.alias, 0) + 1
+            return pin, True
+        alias, created = _parse(value)
+        return Pin(pin.session, alias, created=created, last_used=pin.last_used), False
+
+    def changed(self, pin: Pin | None, how: str) -> None:
+        if pin is None:
+            return
+        if how == "hit":
+            self._touched[pin.session] = pin
+        elif how == "new":  # usually claimed already; pushed again if Redis was down
+            self._touched[pin.session] = pin
+        elif how == "moved":
+            self._moved[pin.session] = pin
+            self._touched.pop(pin.session, None)
+        elif how == "removed":
+            self._removed.add(pin.session)
+            self._touched.pop(pin.session, None)
+            self._moved.pop(pin.session, None)
+
+    async def flush(self, local: Local, now: float) -> None:
+        """One pipeline per BATCH pins: refresh or re-push touched pins, write moves and
+        removals; a pin another proxy won meanwhile replaces ours locally."""
+        while self.up and (self._touched or self._moved or self._removed or self._writes):
+            batch = [(p, "claim") for p in _take(self._touched, BATCH)]
+            batch += [(p, "put") for p in _take(self._moved, BATCH - len(batch))]
+            removed = [self._removed.pop() for _ in range(min(len(self._removed), BATCH))]
+            writes, self._writes = self._writes[:BATCH], self._writes[BATCH:]
+            answers = await self._call(functools.partial(self._pipeline, batch, removed,
+                                                         writes, now))
+            if answers is None:  # down: keep it all for the re-sync
+                self._touched.update({p.session: p for p, mode in batch if mode == "claim"})
+                self._moved.update({p.session: p for p, mode in batch if mode == "put"})
+                self._removed.update(removed)
+                self._writes[:0] = writes
+                return
+            for (pin, _), (value, _new) in zip(batch, answers, strict=False):
+                alias, _created = _parse(value)
+                if alias != pin.alias and local.pins.get(pin.session, now) is pin:
+                    local.pins.put(pin.session, alias, now)  # the first writer won
+                    self.adopted += 1
+
+    async def _pipeline(self, batch: list[tuple[Pin, str]], removed: list[str],
+                        writes: list[tuple[str, str, str | int]], now: float) -> list[Any]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for pin, mode in batch:
+                pipe.evalsha(self._sha or "", 1, self.prefix + "pin:" + pin.session,
+                             *self._args(pin, now, mode))
+            for session in removed:
+                pipe.delete(self.prefix + "pin:" + session)
+            for key, field, value in writes:
+                if isinstance(value, int):
+                    pipe.set(key, field, px=max(value, 1))
+                else:
+                    pipe.hset(key, field, value)
+            results = await pipe.execute()
+        return results[:len(batch)]
+
+    async def _refresh_counts(self, local: Local, now: float) -> None:
+        aliases = sorted(set(local.aliases) | set(local.pins.sessions_per_alias()))
+
+        async def counts() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for alias in aliases:
+                    pipe.zremrangebyscore(self.prefix + "sessions:" + alias, "-inf", now)
+                    pipe.zcard(self.prefix + "sessions:" + alias)
+                return await pipe.execute()
+
+        answers = await self._call(counts)
+        if answers is not None:
+            self._counts = {a: int(n) for a, n in zip(aliases, answers[1::2], strict=True)}
+
+    def shared_sessions(self) -> Mapping[str, int] | None:
+        return self._counts
+
+    # ---- chains and health (shared) ------------------------------------------------------
+    def save_chain(self, response_id: str, session: str, ttl: float) -> None:
+        self._writes.append((self.prefix + "chain:" + response_id, session, int(ttl * 1000)))
+
+    async def load_chain(self, response_id: str) -> str | None:
+        value = await self._call(lambda: self.client.get(self.prefix + "chain:" + response_id))
+        return str(value) if value is not None else None
+
+    def save_health(self, alias: str, state: Mapping[str, Any]) -> None:
+        self._writes.append((self.prefix + "health", alias,
+                             json.dumps(dict(state), separators=(",", ":"))))
+
+    async def load_health(self) -> dict[str, dict[str, Any]]:
+        raw = await self._call(lambda: self.client.hgetall(self.prefix + "health"))
+        out: dict[str, dict[str, Any]] = {}
+        for alias, value in (raw or {}).items():
+            try:
+                out[str(alias)] = json.loads(value)
+            except ValueError:
+                continue
+        return out
+
+
+def _parse(value: str) -> tuple[str, float]:
+    alias, _, created = value.rpartition("|")
+    return alias, float(created)
+
+
+def _take(pending: dict[str, Pin], n: int) -> list[Pin]:
+    out: list[Pin] = []
+    while pending and len(out) < n:
+        out.append(pending.pop(next(iter(pending))))
+    return out

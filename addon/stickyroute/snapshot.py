@@ -1,0 +1,113 @@
+"""The state file's format (version 1): encoded in chunks, decoded strictly.
+
+One JSON object. Pins are rows of plain values in `pin_fields` order (a 100k-pin table is a
+few MB, not tens), written last so the encoder can stream them in slices without holding the
+event loop. Anything that is not exactly this format is rejected with StateFileError: the
+caller moves the file aside rather than guessing. Never holds a credential: pins name accounts
+by alias only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .ledger import AccountStats, Ledger
+from .pins import Pin
+
+FORMAT = "stickyroute-state"
+VERSION = 1
+PIN_FIELDS = ("session", "alias", "created", "last_used", "requests", "tokens_in",
+              "tokens_out", "tokens_cached", "cost_micros", "moves")
+_NUMBERS = PIN_FIELDS[2:]
+CHUNK = 2000  # pins per encoded slice
+
+
+class StateFileError(ValueError):
+    """The file is not a stickyroute state file we can read (corrupt, foreign, other version)."""
+
+
+def pin_row(pin: Pin) -> list[Any]:
+    return [pin.session, pin.alias, pin.created, pin.last_used, pin.requests, pin.tokens_in,
+            pin.tokens_out, pin.tokens_cached, pin.cost_micros, pin.moves]
+
+
+def encode(rows: list[list[Any]], sections: Mapping[str, Any], saved: float) -> Iterator[str]:
+    """The file's text in slices; each slice costs at most CHUNK pins of encoding."""
+    head = {"format": FORMAT, "version": VERSION, "saved": saved, "pin_fields": PIN_FIELDS,
+            "sections": dict(sections)}
+    yield json.dumps(head, separators=(",", ":"))[:-1] + ',"pins":['
+    for start in range(0, len(rows), CHUNK):
+        text = json.dumps(rows[start:start + CHUNK], separators=(",", ":"))[1:-1]
+        yield ("," if start else "") + "\n" + text
+    yield "\n]}\n"
+
+
+def decode(data: bytes) -> tuple[list[Pin], dict[str, Any], int]:
+    """(pins, sections, rows skipped) from a file's bytes; StateFileError if it is not ours."""
+    if not data.strip():
+        raise StateFileError("the file is empty")
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise StateFileError(f"not valid JSON (truncated or corrupt?): {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise StateFileError("not a stickyroute state file")
+    if doc.get("version") != VERSION:
+        raise StateFileError(f"format version {doc.get('version')!r}, this proxy reads "
+                             f"version {VERSION}")
+    fields, rows, sections = doc.get("pin_fields"), doc.get("pins"), doc.get("sections", {})
+    if not isinstance(fields, list) or not isinstance(rows, list) or not isinstance(
+            sections, dict) or any(f not in fields for f in PIN_FIELDS):
+        raise StateFileError("pin table missing or malformed")
+    index = [fields.index(f) for f in PIN_FIELDS]
+    pins, skipped = [], 0
+    for row in rows:
+        pin = _pin(row, index, len(fields))
+        if pin is None:
+            skipped += 1
+        else:
+            pins.append(pin)
+    return pins, sections, skipped
+
+
+def _pin(row: Any, index: list[int], width: int) -> Pin | None:
+    if not isinstance(row, list) or len(row) != width:
+        return None
+    values = [row[i] for i in index]
+    session, alias = values[0], values[1]
+    if not isinstance(session, str) or not isinstance(alias, str) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values[2:]):
+        return None
+    created, last_used = float(values[2]), float(values[3])
+    requests, t_in, t_out, t_cached, cost, moves = (int(v) for v in values[4:])
+    return Pin(session, alias, created, last_used, requests, t_in, t_out, t_cached, cost, moves)
+
+
+class LedgerSection:
+    """The per-account counters as a saved section (gauges such as in-flight are not saved)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def export_state(self) -> Any:
+        out = {}
+        for alias, stats in self.ledger.accounts.items():
+            saved = stats.as_dict()
+            saved.pop("cache_ratio", None)
+            saved.pop("inflight", None)
+            out[alias] = saved
+        return out
+
+    def import_state(self, data: Any, now: float) -> None:
+        if not isinstance(data, dict):
+            return
+        known = set(AccountStats.__dataclass_fields__) - {"inflight"}
+        for alias, saved in data.items():
+            if not isinstance(saved, dict):
+                continue
+            stats = self.ledger[alias]
+            for name, value in saved.items():
+                if name in known and isinstance(value, type(getattr(stats, name))):
+                    setattr(stats, name, value)
