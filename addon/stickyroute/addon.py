@@ -20,11 +20,12 @@ from mitmproxy import command, ctx, exceptions, http
 from . import rewrite
 from .accounts import Account, AccountsError, AccountSet, load_accounts
 from .choose import Chooser, decide
+from .claim import Claims
 from .classify import Endpoint, classify
 from .errors import NoAccount
 from .identify import SessionId, identify
 from .ledger import Ledger
-from .pins import Pin, PinTable
+from .pins import PinTable
 from .settings import OPTIONS, Settings, parse_settings
 from .store import MemoryStore, Store
 
@@ -48,7 +49,7 @@ class StickyRoute:
         self.started = clock()
         self._tasks: list[asyncio.Task[None]] = []
         self.store: Store = MemoryStore()  # persist.Persistence opens the configured one
-        self._claims: dict[str, asyncio.Future[str | None]] = {}
+        self.claims = Claims()
 
     # ---- options -----------------------------------------------------------------------
     def load(self, loader: Any) -> None:
@@ -211,37 +212,10 @@ class StickyRoute:
 
     async def _claim_then_route(self, flow: http.HTTPFlow, key: str,
                                 candidates: Sequence[Account]) -> None:
-        """A new session with a shared store: one claim per session key at a time (others
-        await it), then route on the account the first writer got."""
-        pending = self._claims.get(key)
-        if pending is not None:
-            alias = await pending
-        else:
-            pending = self._claims[key] = asyncio.get_running_loop().create_future()
-            alias = None
-            try:
-                alias = await self._claim(key, candidates)
-            except Exception:
-                logger.exception("stickyroute: store: claim failed; routing locally")
-            finally:
-                del self._claims[key]
-                pending.set_result(alias)
+        """A new session with a shared store: route on the account the first writer got."""
+        alias = await self.claims.settle(key, candidates, self.chooser, self.pins, self.store,
+                                         self.clock())
         self._route_safely(flow, only=alias or "")  # "": no answer, any account
-
-    async def _claim(self, key: str, candidates: Sequence[Account]) -> str | None:
-        shared = self.store.shared_sessions()
-        account = self.chooser.choose(
-            candidates, shared if shared is not None else self.pins.sessions_per_alias())
-        if account is None:
-            return None
-        now = self.clock()
-        result = await self.store.claim(Pin(key, account.alias, created=now, last_used=now))
-        if result is None:
-            return account.alias  # the store did not answer in time: route from memory
-        pin, ours = result
-        if not ours:
-            self.pins.put(key, pin.alias, self.clock())  # another proxy was first: follow it
-        return pin.alias
 
     # ---- commands ----------------------------------------------------------------------
     @command.command("sticky.sessions")
