@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import tempfile
@@ -94,24 +95,23 @@ class FileStore:
         async with self._lock:
             mark = self._changes
             started = time.perf_counter()
-            pins = list(local.pins)
-            rows: list[list[Any]] = []
-            for start in range(0, len(pins), snapshot.CHUNK):
-                rows.extend(snapshot.pin_row(p) for p in pins[start:start + snapshot.CHUNK])
-                await asyncio.sleep(0)
             sections = {}
             for name, section in local.sections.items():
                 try:
                     sections[name] = section.export_state()
                 except Exception as e:
                     logger.warning("stickyroute: store: cannot save %s: %s", name, e)
-            parts = []
-            for part in snapshot.encode(rows, sections, now):
-                parts.append(part)
+            parts = [snapshot.head(sections, now).encode()]
+            pins = iter(local.pins)  # a copy of the order: the table may change meanwhile
+            first = True
+            while rows := [snapshot.pin_row(p) for p in itertools.islice(pins, snapshot.CHUNK)]:
+                # Rows live one slice at a time: no long-lived garbage for the collector.
+                parts.append(snapshot.row_slice(rows, first).encode())
+                first = False
                 await asyncio.sleep(0)
-            data = "".join(parts).encode()
+            parts.append(snapshot.TAIL.encode())
             try:
-                await asyncio.to_thread(write_atomic, self.path, data)
+                await asyncio.to_thread(write_atomic, self.path, parts)
             except OSError as e:
                 if not self._failing:
                     logger.warning("stickyroute: store: cannot write %s: %s (pins stay in "
@@ -146,14 +146,14 @@ class FileStore:
         return {}
 
 
-def write_atomic(path: str, data: bytes) -> None:
+def write_atomic(path: str, data: bytes | list[bytes]) -> None:
     """Replace `path` with `data` so a crash leaves the old file or the new one, never half."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=0o700, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".stickyroute-state.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:  # mkstemp made it 0600
-            f.write(data)
+            f.writelines([data] if isinstance(data, bytes) else data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -20,8 +20,7 @@ FORMAT = "stickyroute-state"
 VERSION = 1
 PIN_FIELDS = ("session", "alias", "created", "last_used", "requests", "tokens_in",
               "tokens_out", "tokens_cached", "cost_micros", "moves")
-_NUMBERS = PIN_FIELDS[2:]
-CHUNK = 2000  # pins per encoded slice
+CHUNK = 500  # pins per encoded slice (a few ms of encoding each)
 
 
 class StateFileError(ValueError):
@@ -34,14 +33,26 @@ def pin_row(pin: Pin) -> list[Any]:
 
 
 def encode(rows: list[list[Any]], sections: Mapping[str, Any], saved: float) -> Iterator[str]:
-    """The file's text in slices; each slice costs at most CHUNK pins of encoding."""
-    head = {"format": FORMAT, "version": VERSION, "saved": saved, "pin_fields": PIN_FIELDS,
-            "sections": dict(sections)}
-    yield json.dumps(head, separators=(",", ":"))[:-1] + ',"pins":['
+    """The whole file's text in slices (FileStore.save builds the same slices as it goes)."""
+    yield head(sections, saved)
     for start in range(0, len(rows), CHUNK):
-        text = json.dumps(rows[start:start + CHUNK], separators=(",", ":"))[1:-1]
-        yield ("," if start else "") + "\n" + text
-    yield "\n]}\n"
+        yield row_slice(rows[start:start + CHUNK], first=start == 0)
+    yield TAIL
+
+
+def head(sections: Mapping[str, Any], saved: float) -> str:
+    doc = {"format": FORMAT, "version": VERSION, "saved": saved, "pin_fields": PIN_FIELDS,
+           "sections": dict(sections)}
+    return json.dumps(doc, separators=(",", ":"))[:-1] + ',"pins":['
+
+
+def row_slice(rows: list[list[Any]], first: bool) -> str:
+    if not rows:
+        return ""
+    return ("" if first else ",") + "\n" + json.dumps(rows, separators=(",", ":"))[1:-1]
+
+
+TAIL = "\n]}\n"
 
 
 def decode(data: bytes) -> tuple[list[Pin], dict[str, Any], int]:
@@ -61,7 +72,9 @@ def decode(data: bytes) -> tuple[list[Pin], dict[str, Any], int]:
     if not isinstance(fields, list) or not isinstance(rows, list) or not isinstance(
             sections, dict) or any(f not in fields for f in PIN_FIELDS):
         raise StateFileError("pin table missing or malformed")
-    index = [fields.index(f) for f in PIN_FIELDS]
+    index: list[int] | None = [fields.index(f) for f in PIN_FIELDS]
+    if index == list(range(len(PIN_FIELDS))):
+        index = None  # our own order: no reshuffle per row
     pins, skipped = [], 0
     for row in rows:
         pin = _pin(row, index, len(fields))
@@ -72,17 +85,19 @@ def decode(data: bytes) -> tuple[list[Pin], dict[str, Any], int]:
     return pins, sections, skipped
 
 
-def _pin(row: Any, index: list[int], width: int) -> Pin | None:
-    if not isinstance(row, list) or len(row) != width:
+def _pin(row: Any, index: list[int] | None, width: int) -> Pin | None:
+    if type(row) is not list or len(row) != width:
         return None
-    values = [row[i] for i in index]
-    session, alias = values[0], values[1]
-    if not isinstance(session, str) or not isinstance(alias, str) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in values[2:]):
+    if index is not None:
+        row = [row[i] for i in index]
+    session, alias, created, last_used, requests, t_in, t_out, t_cached, cost, moves = row[:10]
+    if type(session) is not str or type(alias) is not str:
         return None
-    created, last_used = float(values[2]), float(values[3])
-    requests, t_in, t_out, t_cached, cost, moves = (int(v) for v in values[4:])
-    return Pin(session, alias, created, last_used, requests, t_in, t_out, t_cached, cost, moves)
+    try:
+        return Pin(session, alias, float(created), float(last_used), int(requests), int(t_in),
+                   int(t_out), int(t_cached), int(cost), int(moves))
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 class LedgerSection:
