@@ -72,7 +72,8 @@ class RedisStore:
         self.max_age = 86400.0
         self.client = aioredis.Redis.from_url(
             url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT,
-            retry=Retry(NoBackoff(), 0), health_check_interval=0, decode_responses=True)
+            retry=Retry(NoBackoff(), 0), health_check_interval=0, decode_responses=True,
+            lib_name=None, lib_version=None)  # no CLIENT SETINFO round trips on connect
         self._sha: str | None = None
         self.up = True
         self._retry_at = 0.0
@@ -82,6 +83,7 @@ class RedisStore:
         self._removed: set[str] = set()
         self._writes: list[tuple[str, str, str | int]] = []  # chain: SET, health: HSET
         self._counts: dict[str, int] = {}
+        self._claims: list[tuple[Pin, asyncio.Future[Any]]] = []  # sent together, next turn
         self.adopted = 0  # pins this proxy had to give up to another proxy's claim
 
     # ---- plumbing ------------------------------------------------------------------------
@@ -150,16 +152,33 @@ class RedisStore:
 
     # ---- pins ----------------------------------------------------------------------------
     async def claim(self, pin: Pin) -> tuple[Pin, bool] | None:
-        key, args = self.prefix + "pin:" + pin.session, self._args(pin, pin.created, "claim")
-        answer = await self._call(lambda: self.client.evalsha(self._sha or "", 1, key, *args))
-        if answer is None:
+        if not self.up:
             return None
-        value, new = answer
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._claims.append((pin, answer))
+        if len(self._claims) == 1:  # claims of one loop turn share one pipeline round trip
+            asyncio.get_running_loop().call_soon(
+                lambda: asyncio.ensure_future(self._send_claims()))
+        result = await answer
+        if result is None:
+            return None
+        value, new = result
         if new:
             self._counts[pin.alias] = self._counts.get(pin.alias, 0) + 1
             return pin, True
         alias, created = _parse(value)
         return Pin(pin.session, alias, created=created, last_used=pin.last_used), False
+
+    async def _send_claims(self) -> None:
+        batch, self._claims = self._claims, []
+        claims = [(pin, "claim") for pin, _ in batch]
+        answers = None
+        try:
+            answers = await self._call(
+                functools.partial(self._pipeline, claims, [], [], batch[0][0].created))
+        finally:
+            for i, (_, answer) in enumerate(batch):
+                answer.set_result(answers[i] if answers is not None else None)
 
     def changed(self, pin: Pin | None, how: str) -> None:
         if pin is None:
