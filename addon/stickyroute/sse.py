@@ -1,0 +1,150 @@
+"""Incremental Server-Sent Events parsing, and incremental decoding of content-encoded streams.
+
+Bytes arrive in whatever pieces the network makes: an event may be split anywhere (even
+inside a `\\r\\n` or a UTF-8 character), and one piece may hold many events. Parsing never
+raises on input and keeps memory bounded: an over-long event turns the parser off instead.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from typing import NamedTuple
+
+MAX_EVENT = 16 * 1024 * 1024  # bytes one event may take (response.completed repeats the output)
+
+
+class SseEvent(NamedTuple):
+    event: str  # "" when the stream gave no `event:` line (Chat Completions)
+    data: str
+
+
+class SseParser:
+    """feed(bytes) -> complete events; close() flushes what the last bytes completed."""
+
+    def __init__(self, max_event: int = MAX_EVENT) -> None:
+        self.max_event = max_event
+        self.overflowed = False
+        self._line = bytearray()  # an incomplete line
+        self._event = ""
+        self._data: list[str] = []
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> list[SseEvent]:
+        if self.overflowed or not chunk:
+            return []
+        if b"\n" not in chunk and b"\r" not in chunk:
+            self._line += chunk  # the middle of a long line: no rescanning
+            self._check_size()
+            return []
+        buf = bytes(self._line) + chunk
+        self._line.clear()
+        lines = buf.splitlines(keepends=True)
+        last = lines[-1]
+        # A trailing lone "\r" may be the first half of "\r\n": wait for the next byte.
+        if not last.endswith((b"\n", b"\r")) or last.endswith(b"\r"):
+            self._line += lines.pop()
+        out: list[SseEvent] = []
+        for line in lines:
+            self._take_line(line.rstrip(b"\r\n"), out)
+        self._check_size()
+        return out
+
+    def close(self) -> list[SseEvent]:
+        """The end of the stream: a final line without its terminator still counts."""
+        out: list[SseEvent] = []
+        if self.overflowed:
+            return out
+        if self._line:
+            self._take_line(bytes(self._line).rstrip(b"\r\n"), out)
+            self._line.clear()
+        self._take_line(b"", out)  # a last event without its blank line is dispatched too
+        return out
+
+    def _take_line(self, line: bytes, out: list[SseEvent]) -> None:
+        if not line:
+            if self._data:
+                out.append(SseEvent(self._event, "\n".join(self._data)))
+            self._event, self._data, self._size = "", [], 0
+            return
+        if line.startswith(b":"):
+            return  # a comment (keep-alive)
+        name, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value.decode("utf-8", "replace"))
+            self._size += len(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+
+    def _check_size(self) -> None:
+        if self._size + len(self._line) > self.max_event:
+            self.overflowed = True
+            self._line.clear()
+            self._data = []
+
+
+def parse_all(data: bytes) -> list[SseEvent]:
+    """Every event of a whole stream at once."""
+    parser = SseParser()
+    return parser.feed(data) + parser.close()
+
+
+def decoder_for(encoding: str) -> Callable[[bytes], bytes] | None:
+    """An incremental decoder for a Content-Encoding; None when we cannot decode it.
+
+    "identity" or no encoding gives a pass-through. Decoders raise on corrupt input; the
+    caller stops observing then (the bytes still reach the client untouched).
+    """
+    codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
+    steps: list[Callable[[bytes], bytes]] = []
+    for coding in reversed(codings):  # the last coding applied is undone first
+        step = _step(coding)
+        if step is None:
+            return None
+        steps.append(step)
+
+    def decode(chunk: bytes) -> bytes:
+        for step in steps:
+            chunk = step(chunk)
+        return chunk
+
+    return decode
+
+
+def _step(coding: str) -> Callable[[bytes], bytes] | None:
+    if coding == "identity":
+        return lambda b: b
+    if coding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress
+    if coding == "deflate":
+        return _Deflate().decompress
+    if coding == "br":
+        try:
+            import brotli
+        except ImportError:
+            return None
+        return brotli.Decompressor().process  # type: ignore[no-any-return]
+    if coding == "zstd":
+        try:
+            import zstandard
+        except ImportError:
+            return None
+        return zstandard.ZstdDecompressor().decompressobj().decompress  # type: ignore[no-any-return]
+    return None
+
+
+class _Deflate:
+    """HTTP "deflate" is zlib-wrapped by the spec but raw deflate in the wild: try both."""
+
+    def __init__(self) -> None:
+        self._obj: zlib._Decompress | None = None
+
+    def decompress(self, chunk: bytes) -> bytes:
+        if self._obj is None:
+            if not chunk:
+                return b""
+            raw = (chunk[0] & 0x0F) != 8  # a zlib header's first byte names method 8
+            self._obj = zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+        return self._obj.decompress(chunk)
