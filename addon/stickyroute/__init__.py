@@ -8,7 +8,8 @@ from typing import Any
 def make_addons() -> list[Any]:
     """The addons `addon/sticky.py` hands to mitmproxy, in hook order."""
     from .addon import StickyRoute
+    from .follow import Follow
     from .persist import Persistence
 
-    sticky = StickyRoute()
-    return [sticky, Persistence(sticky)]
+    route = StickyRoute()
+    return [route, Follow(route), Persistence(route)]

@@ -18,14 +18,16 @@ from typing import Any
 from mitmproxy import command, ctx, exceptions, http
 
 from . import rewrite
-from .accounts import Account, AccountsError, AccountSet, load_accounts
+from .accounts import Account, AccountsError, AccountSet
+from .chains import ChainMap, continue_session
 from .choose import Chooser, decide
 from .claim import Claims
 from .classify import Endpoint, classify
 from .errors import NoAccount
-from .identify import SessionId, identify
+from .identify import SessionId, client_identity, identify
 from .ledger import Ledger
 from .pins import PinTable
+from .prices import PriceTable, load_checked, parse_prices
 from .settings import OPTIONS, Settings, parse_settings
 from .store import MemoryStore, Store
 
@@ -44,6 +46,8 @@ class StickyRoute:
         self._accounts_stamp: tuple[float, int] | None = None
         self._candidates: dict[str, list[Account]] = {}
         self.pins = PinTable(clock=clock)
+        self.chains = ChainMap(clock=clock)
+        self.prices = PriceTable()
         self.chooser = Chooser()
         self.ledger = Ledger()
         self.started = clock()
@@ -73,7 +77,7 @@ class StickyRoute:
                 self._set_accounts(AccountSet(), None)
             else:
                 try:
-                    self._set_accounts(load_accounts(path), _stamp(path))
+                    self._set_accounts(load_checked(path), _stamp(path))
                 except AccountsError as e:
                     raise exceptions.OptionsError(f"Cannot load sticky_accounts: {e}") from None
         self.settings = settings
@@ -82,9 +86,12 @@ class StickyRoute:
         self.pins.idle_timeout = settings.idle_timeout
         self.pins.max_age = settings.max_age
         self.pins.max_size = settings.max_sessions
+        self.chains.ttl = settings.max_age
+        self.chains.max_size = 4 * settings.max_sessions
 
     def _set_accounts(self, accounts: AccountSet, stamp: tuple[float, int] | None) -> None:
         self.accounts = accounts
+        self.prices = parse_prices(accounts.prices)  # load_checked checked it
         self._accounts_stamp = stamp
         self._candidates = {
             p: [a for a in accounts.of_provider(p) if a.enabled]
@@ -115,7 +122,9 @@ class StickyRoute:
                 logger.exception("stickyroute: background job failed")
 
     def sweep(self) -> int:
-        gone = self.pins.expire(self.clock())
+        now = self.clock()
+        gone = self.pins.expire(now)
+        self.chains.expire(now)
         if gone:
             logger.debug("stickyroute: swept %d expired pins", len(gone))
         return len(gone)
@@ -126,7 +135,7 @@ class StickyRoute:
         if stamp == self._accounts_stamp:
             return False
         try:
-            accounts = load_accounts(path)
+            accounts = load_checked(path)
         except AccountsError as e:
             logger.warning("stickyroute: accounts file changed but cannot be used, keeping the "
                            "previous accounts: %s", e)
@@ -162,9 +171,12 @@ class StickyRoute:
         raw, body = _json_body(req) if route.endpoint is not Endpoint.OTHER else (None, None)
         s = self.settings
         session: SessionId | None = None
+        client = client_identity(req.headers)
         if s.enabled:
             session = identify(route.provider, req.headers, body, s.session_headers,
                                use_derived=route.endpoint is not Endpoint.OTHER)
+            if body is not None and route.endpoint is Endpoint.RESPONSES:
+                session = self._chain(f"{route.provider}/{client}", body, session)
         candidates = self._candidates.get(route.provider, [])
         if session is not None and self.store.shared and only is None and self.pins.get(
                 session.key, self.clock()) is None:
@@ -202,12 +214,15 @@ class StickyRoute:
             "moved_from": decision.moved_from,
             "injected": injected,
             "request_bytes": len(req.raw_content or b""),
+            "session_key": session.key if session else None,
+            "client": client,
+            "hard": bool(session and session.hard),
         }
         flow.metadata[META] = meta
         flow.comment = _describe(meta)
         if decision.affinity == "moved":
             flow.marked = ":arrows_counterclockwise:"
-        logger.info("stickyroute: %s", _describe(meta))
+        # The log line is written when the response is complete (follow.py), with its usage.
         return None
 
     async def _claim_then_route(self, flow: http.HTTPFlow, key: str,
@@ -216,6 +231,18 @@ class StickyRoute:
         alias = await self.claims.settle(key, candidates, self.chooser, self.pins, self.store,
                                          self.clock())
         self._route_safely(flow, only=alias or "")  # "": no answer, any account
+
+    def _chain(self, namespace: str, body: dict[str, Any],
+               session: SessionId | None) -> SessionId | None:
+        """Identity step 4: a request continuing a known response goes where its state is."""
+        now = self.clock()
+        link = self.chains.find(namespace, body, now)
+        if link is None:
+            return session
+        pin = self.pins.get(link.session, now)
+        if pin is None or pin.alias != link.alias:
+            self.pins.put(link.session, link.alias, now)  # the state, not the pin, has the say
+        return continue_session(session, link)
 
     # ---- commands ----------------------------------------------------------------------
     @command.command("sticky.sessions")

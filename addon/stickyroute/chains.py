@@ -14,6 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
+from .identify import SessionId
+
 MAX_INPUT_LOOKUPS = 64  # input reasoning items checked per request, newest first
 
 
@@ -95,3 +97,14 @@ class ChainMap:
         for k in gone:
             del self._links[k]
         return len(gone)
+
+
+def continue_session(session: SessionId | None, link: Link) -> SessionId:
+    """The identity of a request that continues a known chain: the chain's session, pinned HARD.
+
+    The state decides: when the other identity steps named a different session, the chain
+    still wins, because only the chain's account can read the state the request carries.
+    """
+    if session is not None and session.key == link.session:
+        return session._replace(hard=True)
+    return SessionId(link.session, f"chain:{link.source}", hard=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from .accounts import AccountsError, AccountSet, load_accounts
 from .observe import Usage
 
 MICROS = 1_000_000
@@ -120,3 +121,13 @@ def parse_prices(raw: Mapping[str, Any]) -> PriceTable:
 def format_micros(micros: int) -> str:
     """$0.0123 style, enough digits for one request."""
     return f"${micros / MICROS:.4f}"
+
+
+def load_checked(path: str) -> AccountSet:
+    """load_accounts, with the file's `prices:` section checked too (AccountsError for either)."""
+    accounts = load_accounts(path)
+    try:
+        parse_prices(accounts.prices)
+    except ValueError as e:
+        raise AccountsError(str(e)) from None
+    return accounts

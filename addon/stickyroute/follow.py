@@ -1,0 +1,237 @@
+"""Steps 5 and 6, the glue on the way back: observe every routed response, learn from it, log it.
+
+SSE streams keep flowing chunk by chunk: the stream callable feeds a copy of each chunk to the
+observer and hands the chunk on unchanged. WebSocket turns (Codex's Responses transport) are
+followed frame by frame. Never raises out of a hook, never holds a whole stream in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from mitmproxy import http
+
+from . import rewrite
+from .addon import MAX_BODY, META, StickyRoute, _describe
+from .observe import Observer
+from .prices import format_micros
+from .sse import SseParser, decoder_for, parse_all
+
+logger = logging.getLogger("stickyroute")
+
+
+class _Stream:
+    """The callable mitmproxy streams a response body through."""
+
+    def __init__(self, observer: Observer, decode: Callable[[bytes], bytes] | None) -> None:
+        self.observer = observer
+        self.decode = decode
+        self.parser = SseParser()
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if self.decode is not None:
+            try:
+                data = self.decode(chunk) if chunk else b""
+                for ev in self.parser.feed(data) if chunk else self.parser.close():
+                    self.observer.event(ev.event, ev.data)
+            except Exception as e:  # corrupt encoding, or a bug: stop looking, keep streaming
+                logger.warning("stickyroute: stopped observing a stream: %s", e)
+                self.decode = None
+        return chunk
+
+
+class Follow:
+    def __init__(self, route: StickyRoute) -> None:
+        self.route = route
+        self._streams: dict[str, _Stream] = {}
+        self._turns: dict[str, Observer] = {}  # WebSocket flow id -> the turn in progress
+        self._said: set[str] = set()
+
+    # ---- HTTP --------------------------------------------------------------------------
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        meta = flow.metadata.get(META)
+        resp = flow.response
+        if not meta or "account" not in meta or resp is None or resp.status_code != 200:
+            return
+        if "text/event-stream" not in resp.headers.get("content-type", "").lower():
+            return  # JSON is small and buffered: the response hook reads it whole
+        encoding = resp.headers.get("content-encoding", "")
+        decode = decoder_for(encoding)
+        if decode is None and encoding not in self._said:
+            self._said.add(encoding)
+            logger.warning("stickyroute: cannot decode %r streams: such responses stream "
+                           "through unobserved (no usage, no chain)", encoding)
+        stream = _Stream(Observer(meta["endpoint"]), decode)
+        resp.stream = stream
+        self._streams[flow.id] = stream
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        stream = self._streams.pop(flow.id, None)
+        meta = flow.metadata.get(META)
+        if not meta or "account" not in meta or flow.response is None:
+            return
+        try:
+            if flow.websocket is not None:
+                logger.info("stickyroute: %s | websocket open", _describe(meta))
+                return
+            observer = stream.observer if stream else self._read_body(flow, meta["endpoint"])
+            self._learn(flow, meta, observer, flow.response.status_code)
+        except Exception:
+            logger.exception("stickyroute: could not observe the response of %s",
+                             flow.request.pretty_url)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        stream = self._streams.pop(flow.id, None)
+        meta = flow.metadata.get(META)
+        if not meta or "account" not in meta or flow.error is None:
+            return
+        if stream is not None and stream.observer.usage is not None:
+            self._learn(flow, meta, stream.observer, None)
+        logger.warning("stickyroute: %s | failed: %s", _describe(meta), flow.error.msg)
+
+    def _read_body(self, flow: http.HTTPFlow, endpoint: str) -> Observer:
+        observer = Observer(endpoint)
+        resp = flow.response
+        assert resp is not None
+        if not resp.raw_content or len(resp.raw_content) > MAX_BODY:
+            return observer
+        try:
+            content = resp.get_content(strict=True) or b""
+        except ValueError:
+            return observer
+        if resp.status_code >= 400:
+            observer.error_text(content[:MAX_BODY].decode("utf-8", "replace"))
+        elif "text/event-stream" in resp.headers.get("content-type", "").lower():
+            for ev in parse_all(content):
+                observer.event(ev.event, ev.data)
+        else:
+            body = rewrite.parse_object(content)
+            if body is not None:
+                observer.body(body)
+        return observer
+
+    # ---- learning ----------------------------------------------------------------------
+    def _learn(self, flow: http.HTTPFlow, meta: dict[str, Any], obs: Observer,
+               status: int | None) -> None:
+        r = self.route
+        now = r.clock()
+        alias = meta["account"]
+        stats = r.ledger[alias]
+        result: dict[str, Any] = {"status": status, "response_id": obs.response_id,
+                                  "model": obs.model, "error": obs.error, "tokens_in": None,
+                                  "affinity_break": None}
+        if obs.usage is not None:
+            u = obs.usage
+            cost, priced = r.prices.cost(obs.model, u)
+            stats.tokens_in += u.input
+            stats.tokens_out += u.output
+            stats.tokens_cached += u.cached
+            stats.cost_micros += cost
+            pin = r.pins.get(meta["session_key"], now) if meta.get("session_key") else None
+            if pin is not None and pin.alias == alias:
+                pin.tokens_in += u.input
+                pin.tokens_out += u.output
+                pin.tokens_cached += u.cached
+                pin.cost_micros += cost
+            result.update(tokens_in=u.input, tokens_out=u.output, tokens_cached=u.cached,
+                          cache_ratio=u.cache_ratio, cost_micros=cost, priced=priced)
+        if obs.response_id and meta["endpoint"] == "responses" and not obs.error:
+            session = meta.get("session_key") or (
+                f"{meta['provider']}/{meta['client']}/chain-{obs.response_id}")
+            r.chains.learn(f"{meta['provider']}/{meta['client']}",
+                           [obs.response_id, *obs.reasoning_ids], session, alias, now)
+        if obs.affinity_break:
+            stats.affinity_breaks += 1
+            result["affinity_break"] = obs.affinity_break
+            logger.warning("stickyroute: AFFINITY BREAK on account %s (%s): a conversation's "
+                           "state was not where it was sent; breaks on this account so far: %d "
+                           "| %s", alias, obs.affinity_break, stats.affinity_breaks,
+                           _describe(meta))
+        meta.update(result)
+        line = describe_result(meta)
+        flow.comment = line
+        logger.info("stickyroute: %s", line)
+
+    # ---- WebSocket (the Responses API over wss://) ----------------------------------------
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        meta = flow.metadata.get(META)
+        if not meta or "account" not in meta or flow.websocket is None:
+            return
+        message = flow.websocket.messages[-1]
+        try:
+            if message.from_client:
+                self._client_frame(flow, meta, message)
+            elif message.is_text:
+                obj = rewrite.parse_object(message.content)
+                if obj is None:
+                    return
+                turn = self._turns.setdefault(flow.id, Observer("responses"))
+                if obj.get("type") in ("error", "response.failed"):
+                    turn.event(obj["type"], message.content.decode("utf-8", "replace"))
+                else:
+                    turn.message(obj)
+                if turn.completed or turn.error:
+                    del self._turns[flow.id]
+                    self._learn(flow, meta, turn, 101)
+        except Exception:
+            logger.exception("stickyroute: could not follow a WebSocket frame")
+
+    def _client_frame(self, flow: http.HTTPFlow, meta: dict[str, Any], message: Any) -> None:
+        frame = rewrite.parse_object(message.content) if message.is_text else None
+        if frame is None or frame.get("type") != "response.create":
+            return
+        nested = isinstance(frame.get("response"), dict)
+        request: dict[str, Any] = frame["response"] if nested else frame
+        r = self.route
+        now = r.clock()
+        turns = meta.get("turns", 0)
+        meta["turns"] = turns + 1
+        if turns:  # the handshake counted the first one
+            r.ledger[meta["account"]].count_request("hit")
+            pin = r.pins.get(meta["session_key"], now) if meta.get("session_key") else None
+            if pin is not None:
+                r.pins.touch(pin, now)
+        link = r.chains.find(f"{meta['provider']}/{meta['client']}", request, now)
+        if link is not None and link.alias != meta["account"]:
+            logger.warning("stickyroute: a WebSocket on account %s continues state of account "
+                           "%s; it cannot move now (give the connection a session header)",
+                           meta["account"], link.alias)
+        key = meta.get("session_key")
+        cache_key = rewrite.cache_key_for(key) if key and r.settings.inject_cache_key else None
+        add = rewrite.wanted_fields(request, cache_key, r.settings.inject_include)
+        if add:
+            if nested:
+                frame["response"] = {**request, **add}
+                message.content = json.dumps(frame, ensure_ascii=False).encode()
+            else:
+                message.content = rewrite.add_fields(message.content, frame, add)
+        meta["injected"] = sorted(add)
+        self._turns[flow.id] = Observer("responses")
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        turn = self._turns.pop(flow.id, None)
+        meta = flow.metadata.get(META)
+        if turn is not None and meta and "account" in meta and turn.usage is not None:
+            with contextlib.suppress(Exception):
+                self._learn(flow, meta, turn, 101)
+
+
+def describe_result(meta: dict[str, Any]) -> str:
+    """The request's description plus what came back: status, tokens, cache %, cost."""
+    parts = [_describe(meta), str(meta.get("status") or "-")]
+    if meta.get("tokens_in") is not None:
+        ratio = meta.get("cache_ratio")
+        pct = f"{ratio * 100:.0f}%" if ratio is not None else "-"
+        parts.append(f"in {meta['tokens_in']} / out {meta['tokens_out']} / cached "
+                     f"{meta['tokens_cached']} ({pct})")
+        parts.append(format_micros(meta["cost_micros"]) if meta.get("priced")
+                     else f"unpriced model {meta.get('model') or '?'}")
+    if meta.get("error"):
+        parts.append(f"error {meta['error']}")
+    if meta.get("affinity_break"):
+        parts.append(f"AFFINITY BREAK {meta['affinity_break']}")
+    return " | ".join(parts)
