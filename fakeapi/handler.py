@@ -87,6 +87,11 @@ class FakeHandler(BaseHTTPRequestHandler):
         if split.path.startswith("/_fake/"):
             self._send(self._control(split.path, split.query, raw), entry=None)
             return
+        if headers.get("upgrade", "").lower() == "websocket" and ("POST", split.path) in ROUTES:
+            from .ws import serve_websocket  # the Responses API's WebSocket transport
+
+            serve_websocket(self, ROUTES["POST", split.path][1], headers, entry)
+            return
         reply = self._answer(split.path, headers, raw, entry)
         if reply is not None:
             self._send(reply, entry)

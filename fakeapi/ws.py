@@ -1,0 +1,98 @@
+"""The Responses API over WebSocket (Codex's transport): GET /v1/responses with Upgrade.
+
+Each client text frame `{"type": "response.create", ...request fields}` is one turn: it is
+answered by the same events the SSE stream carries, one JSON frame each, and logged like an
+HTTP request (api "responses", ws: True). Credentials come from the handshake's headers.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+
+from . import openai_api
+from .log import new_entry, note_body
+from .wire import unauthorized
+
+if TYPE_CHECKING:
+    from .handler import FakeHandler
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def serve_websocket(handler: FakeHandler, family: str, headers: dict[str, str],
+                    entry: dict[str, Any]) -> None:
+    account, credential = handler.upstream.authenticate(family, headers)
+    entry.update(api="responses", ws=True, account=account, credential=credential)
+    if account is None:
+        handler._send(unauthorized(family, "WebSocket handshake without a known credential"),
+                      entry)
+        return
+    key = headers.get("sec-websocket-key", "").encode()
+    accept = base64.b64encode(hashlib.sha1(key + _GUID).digest()).decode()
+    handler.send_response(101)
+    handler.send_header("upgrade", "websocket")
+    handler.send_header("connection", "Upgrade")
+    handler.send_header("sec-websocket-accept", accept)
+    handler.end_headers()
+    handler.wfile.flush()
+    handler.close_connection = True
+    ws = Connection(ConnectionType.SERVER)
+    text = ""
+    while True:
+        data = handler.rfile.read1(65536)
+        ws.receive_data(data or None)
+        for event in ws.events():
+            if isinstance(event, Ping):
+                handler.wfile.write(ws.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                handler.wfile.write(ws.send(event.response()))
+                handler.wfile.flush()
+                return
+            elif isinstance(event, TextMessage):
+                text += event.data
+                if event.message_finished:
+                    for frame in _turn(handler, family, headers, account, text):
+                        handler.wfile.write(ws.send(TextMessage(frame)))
+                    text = ""
+            elif isinstance(event, BytesMessage):
+                pass
+        handler.wfile.flush()
+        if not data:
+            return
+
+
+def _turn(handler: FakeHandler, family: str, headers: dict[str, str], account: str,
+          text: str) -> list[str]:
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        frame = None
+    if not isinstance(frame, dict) or frame.get("type") != "response.create":
+        return [json.dumps({"type": "error", "error": {"message": "expected response.create"}})]
+    body = dict(frame["response"]) if isinstance(frame.get("response"), dict) else {
+        k: v for k, v in frame.items() if k != "type"}
+    body["stream"] = True
+    entry = new_entry("WS", handler.path, headers)
+    entry.update(api="responses", ws=True, account=account,
+                 credential=handler.upstream.authenticate(family, headers)[1])
+    note_body(entry, body)
+    reply = handler._call(openai_api.responses, family, body, headers, account)
+    entry.update(status=reply.status, response_id=reply.response_id, usage=reply.usage,
+                 error_code=reply.error_code, completed=True)
+    handler.upstream.record(entry)
+    if reply.events is None:
+        return [json.dumps({"type": "error", "status": reply.status, **(reply.body or {})})]
+    return [_data(frame) for frame in reply.events]
+
+
+def _data(sse_frame: bytes) -> str:
+    for line in sse_frame.decode().splitlines():
+        if line.startswith("data: "):
+            return line[6:]
+    return "{}"

@@ -1,0 +1,42 @@
+"""The fake upstream's WebSocket transport for the Responses API (no proxy in between)."""
+
+import json
+
+from websockets.sync.client import connect
+
+from fakeapi import FakeUpstream
+
+
+def turn(ws, frame):
+    ws.send(json.dumps({"type": "response.create", **frame}))
+    while True:
+        event = json.loads(ws.recv(timeout=10))
+        if event["type"] in ("response.completed", "error"):
+            return event
+
+
+def test_turns_share_the_account_state(fake_upstream: FakeUpstream) -> None:
+    url = f"ws://127.0.0.1:{fake_upstream.port}/v1/responses"
+    with connect(url, proxy=None,
+                 additional_headers={"authorization": "Bearer sk-test-openai-a"}) as ws:
+        first = turn(ws, {"model": "gpt-fake", "input": "hi"})
+        second = turn(ws, {"model": "gpt-fake", "input": "more",
+                           "previous_response_id": first["response"]["id"]})
+    with connect(url, proxy=None,
+                 additional_headers={"authorization": "Bearer sk-test-openai-b"}) as ws:
+        other = turn(ws, {"model": "gpt-fake", "input": "x",
+                          "previous_response_id": first["response"]["id"]})
+    assert second["type"] == "response.completed"
+    assert other["type"] == "error" and other["error"]["code"] == "previous_response_not_found"
+    log = fake_upstream.requests()
+    assert [(e["account"], e["ws"], e["status"]) for e in log] == [
+        ("openai-a", True, 200), ("openai-a", True, 200), ("openai-b", True, 400)]
+    assert log[0]["usage"]["output_tokens"] == 20
+
+
+def test_handshake_without_credential_is_refused(fake_upstream: FakeUpstream) -> None:
+    import pytest
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus, match="401"):
+        connect(f"ws://127.0.0.1:{fake_upstream.port}/v1/responses", proxy=None)
