@@ -97,8 +97,9 @@ class Follow:
         observer = Observer(endpoint)
         resp = flow.response
         assert resp is not None
-        if not resp.raw_content or len(resp.raw_content) > MAX_BODY:
-            return observer
+        if not resp.raw_content or len(resp.raw_content) > MAX_BODY or (
+                endpoint == "other" and resp.status_code < 400):
+            return observer  # model lists, file downloads...: nothing to learn, no parsing
         try:
             content = resp.get_content(strict=True) or b""
         except ValueError:
