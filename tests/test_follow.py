@@ -222,3 +222,18 @@ def test_websocket_frames_injected_and_observed(ctx):
                              route.clock())
     assert link and link.alias == meta["account"]
     follow.websocket_end(f)
+
+
+def test_failed_stream_is_logged_and_forgotten(ctx, caplog):
+    from mitmproxy import flow as mflow
+    route, follow, _ = ctx
+    f = flow(body={"model": "gpt-5", "input": "hi", "stream": True})
+    route.request(f)
+    f.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
+    follow.responseheaders(f)
+    f.response.stream(RESPONSES_STREAM[:300])
+    f.error = mflow.Error("Client disconnected.")
+    follow.error(f)
+    assert follow._streams == {}
+    assert any("failed: Client disconnected." in r.message and r.levelno == logging.WARNING
+               for r in caplog.records)
