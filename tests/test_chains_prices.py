@@ -73,3 +73,18 @@ def test_overrides():
 def test_bad_overrides(raw, match):
     with pytest.raises(ValueError, match=match):
         parse_prices(raw)
+
+
+def test_chain_map_round_trips_through_a_store_section():
+    from stickyroute.chains import ChainMap
+    from stickyroute.store import Section
+
+    old = ChainMap(ttl=100)
+    old.learn("openai/c1", ["resp_1", "rs_1"], "openai/c1/s", "acct-a", now=10)
+    old.learn("openai/c1", ["resp_2"], "openai/c1/s", "acct-a", now=50)
+    assert isinstance(old, Section)
+    new = ChainMap(ttl=100)
+    new.import_state(old.export_state() + [["bad"], None, [1, 2, 3, 4, 5]], now=120)
+    assert new.get("openai/c1", "resp_1", 120) is None  # expired while saved
+    link = new.get("openai/c1", "resp_2", 120)
+    assert link is not None and link.alias == "acct-a" and link.session == "openai/c1/s"

@@ -91,6 +91,25 @@ class ChainMap:
             n += 1
         return n
 
+    def export_state(self) -> list[list[Any]]:
+        """Links in expiry order, as JSON-able rows (a store section)."""
+        return [[key, *link] for key, link in self._links.items()]
+
+    def import_state(self, data: Any, now: float) -> None:
+        """Load rows saved by export_state, skipping expired and malformed ones."""
+        if not isinstance(data, list):
+            return
+        for row in data:
+            if not (isinstance(row, list) and len(row) == 5
+                    and all(isinstance(v, str) for v in (row[0], row[1], row[2], row[4]))
+                    and isinstance(row[3], int | float)):
+                continue
+            key, session, alias, learned, source = row
+            if now - learned < self.ttl and key not in self._links:
+                self._links[key] = Link(session, alias, float(learned), source)
+        while len(self._links) > self.max_size:
+            self._links.popitem(last=False)
+
     def remove_alias(self, alias: str) -> int:
         """Forget every link to one account (operator eviction; costs the table size)."""
         gone = [k for k, link in self._links.items() if link.alias == alias]
