@@ -72,6 +72,27 @@ def test_pins_survive_restarts(fake_upstream: FakeUpstream, mitmdump_factory: Mi
     assert not any(k in state.read_text() for k in OPENAI_KEYS)
 
 
+def test_chains_survive_a_restart(fake_upstream: FakeUpstream,
+                                  mitmdump_factory: MitmdumpFactory, tmp_path: Path) -> None:
+    """No session header, no prompt_cache_key: only previous_response_id ties the turns."""
+    confdir = tmp_path / "conf"
+    last: dict[int, str] = {}
+    for round_ in range(2):
+        # a different strategy after the restart: only the saved chains can route right
+        proxy = start(mitmdump_factory, fake_upstream, tmp_path, confdir,
+                      sticky_inject_cache_key=False,
+                      sticky_strategy=("round-robin", "fill-first")[round_])
+        with openai_client(proxy) as client:
+            for conv in range(6):
+                kw = {"previous_response_id": last[conv]} if conv in last else {}
+                last[conv] = client.responses.create(model="gpt-5", input=f"c{conv} r{round_}",
+                                                     **kw).id
+        proxy.stop()
+    entries = fake_upstream.requests()
+    assert len(entries) == 12 and all(e["status"] == 200 for e in entries), entries
+    assert not any(e["error_code"] for e in entries)
+
+
 def good_file() -> str:
     return json.dumps({"format": "stickyroute-state", "version": 1, "saved": 1.0,
                        "pin_fields": [], "sections": {}, "pins": []})
