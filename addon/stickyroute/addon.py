@@ -25,7 +25,7 @@ from .claim import Claims
 from .classify import Endpoint, classify
 from .errors import NoAccount
 from .identify import SessionId, client_identity, identify
-from .ledger import Ledger
+from .ledger import Ledger, SweepStats
 from .pins import PinTable
 from .prices import PriceTable, load_checked, parse_prices
 from .settings import OPTIONS, Settings, parse_settings
@@ -51,6 +51,10 @@ class StickyRoute:
         self.chooser = Chooser()
         self.ledger = Ledger()
         self.started = clock()
+        # alias -> reason: accounts an operator took out of rotation (admin API); the health
+        # tracker (issue 4) absorbs this once it lands.
+        self.operator_disabled: dict[str, str] = {}
+        self.sweeps = SweepStats()
         self._tasks: list[asyncio.Task[None]] = []
         self.store: Store = MemoryStore()  # persist.Persistence opens the configured one
         self.claims = Claims()
@@ -122,9 +126,11 @@ class StickyRoute:
                 logger.exception("stickyroute: background job failed")
 
     def sweep(self) -> int:
+        t0 = time.perf_counter()
         now = self.clock()
         gone = self.pins.expire(now)
         self.chains.expire(now)
+        self.sweeps.add(time.perf_counter() - t0, len(gone))
         if gone:
             logger.debug("stickyroute: swept %d expired pins", len(gone))
         return len(gone)
@@ -178,6 +184,8 @@ class StickyRoute:
             if body is not None and route.endpoint is Endpoint.RESPONSES:
                 session = self._chain(f"{route.provider}/{client}", body, session)
         candidates = self._candidates.get(route.provider, [])
+        if self.operator_disabled:
+            candidates = [a for a in candidates if a.alias not in self.operator_disabled]
         if session is not None and self.store.shared and only is None and self.pins.get(
                 session.key, self.clock()) is None:
             return self._claim_then_route(flow, session.key, candidates)

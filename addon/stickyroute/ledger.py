@@ -47,3 +47,19 @@ class Ledger:
         if stats is None:
             stats = self.accounts[alias] = AccountStats()
         return stats
+
+
+@dataclass(slots=True)
+class SweepStats:
+    """How long the pin sweeps took (metrics read it; the sweep runs off the hot path)."""
+
+    count: int = 0
+    seconds: float = 0.0
+    last_seconds: float = 0.0
+    removed: int = 0
+
+    def add(self, seconds: float, removed: int) -> None:
+        self.count += 1
+        self.seconds += seconds
+        self.last_seconds = seconds
+        self.removed += removed

@@ -44,6 +44,11 @@ OPTIONS: tuple[tuple[str, type, Any, str, Sequence[str] | None], ...] = (
      None),
     ("sticky_store_prefix", str, "stickyroute:",
      "Key prefix in Redis, so several deployments can share one Redis server.", None),
+    ("sticky_admin", str, "127.0.0.1:8091",
+     "HOST:PORT of the admin API, metrics and dashboard; empty turns them off.", None),
+    ("sticky_admin_token", str, "",
+     "Bearer token the admin API requires. Empty: the STICKY_ADMIN_TOKEN environment variable, "
+     "else a random token generated at start and logged once with the dashboard URL.", None),
 )
 
 
@@ -62,6 +67,8 @@ class Settings:
     inject_include: bool = True
     store: str = ""
     store_prefix: str = "stickyroute:"
+    admin: tuple[str, int] | None = ("127.0.0.1", 8091)
+    admin_token: str = ""
 
 
 def parse_settings(get: Callable[[str], Any]) -> Settings:
@@ -91,6 +98,10 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
         raise ValueError("Cannot parse sticky_store_prefix option: must not be empty")
     if not get("sticky_accounts"):
         raise ValueError("Cannot parse sticky_accounts option: a path is required")
+    try:
+        admin = parse_address(get("sticky_admin"))
+    except ValueError as e:
+        raise ValueError(f"Cannot parse sticky_admin option: {e}") from None
     return Settings(
         accounts_path=get("sticky_accounts"),
         enabled=get("sticky_enabled"),
@@ -105,4 +116,21 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
         inject_include=get("sticky_inject_include"),
         store=store,
         store_prefix=get("sticky_store_prefix"),
+        admin=admin,
+        admin_token=get("sticky_admin_token"),
     )
+
+
+def parse_address(spec: str) -> tuple[str, int] | None:
+    """'HOST:PORT' (IPv6 as '[::1]:PORT') -> (host, port); '' -> None (off)."""
+    spec = spec.strip()
+    if not spec:
+        return None
+    host, sep, port = spec.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or any(c in host for c in " /[]") or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {spec!r}")
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"port {port} is out of range")
+    return host, int(port)

@@ -1,0 +1,116 @@
+"""What an operator sees and steers: account and session views, health, eviction, disable.
+
+Read by the admin API, the metrics and the commands, from a StickyRoute (duck-typed: no
+mitmproxy import). Views are built field by field from attributes that are not secret; an
+Account object is never serialised whole, so no credential can leak through a view.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .pins import Pin
+
+DISABLED_BY_FILE = "enabled: false in the accounts file"
+DISABLED_BY_OPERATOR = "disabled by an operator"
+
+
+def health_of(sticky: Any, account: Any, now: float) -> dict[str, Any]:
+    """{"state": healthy|cooling|disabled, "reason": str|None, "until": float|None}."""
+    if not account.enabled:
+        return {"state": "disabled", "reason": DISABLED_BY_FILE, "until": None}
+    health = getattr(sticky, "health", None)
+    if health is not None:
+        described: dict[str, Any] = health.describe(account.alias, now)
+        return described
+    reason = sticky.operator_disabled.get(account.alias)
+    if reason is not None:
+        return {"state": "disabled", "reason": reason, "until": None}
+    return {"state": "healthy", "reason": None, "until": None}
+
+
+def disable(sticky: Any, alias: str, reason: str, now: float) -> None:
+    health = getattr(sticky, "health", None)
+    if health is not None:
+        health.disable(alias, reason, now)
+    else:
+        sticky.operator_disabled[alias] = reason
+
+
+def enable(sticky: Any, alias: str, now: float) -> None:
+    health = getattr(sticky, "health", None)
+    if health is not None:
+        health.enable(alias, now)
+    sticky.operator_disabled.pop(alias, None)
+
+
+def account_view(sticky: Any, account: Any, now: float) -> dict[str, Any]:
+    stats = sticky.ledger[account.alias]
+    health = health_of(sticky, account, now)
+    until = health.get("until")
+    ratio = stats.cache_ratio
+    return {
+        "alias": account.alias,
+        "provider": account.provider,
+        "enabled": account.enabled,
+        "weight": account.weight,
+        "hosts": list(account.hosts),
+        "health": health,
+        "cooldown_left": max(0.0, until - now) if until else 0.0,
+        "sessions": sticky.pins.sessions_per_alias().get(account.alias, 0),
+        "inflight": stats.inflight,
+        "requests": stats.requests,
+        "affinity": dict(stats.affinity),
+        "tokens_in": stats.tokens_in,
+        "tokens_out": stats.tokens_out,
+        "tokens_cached": stats.tokens_cached,
+        "cache_percent": None if ratio is None else round(100 * ratio, 1),
+        "cost_usd": stats.cost_micros / 1e6,
+        "affinity_breaks": stats.affinity_breaks,
+        "errors": stats.errors,
+    }
+
+
+def accounts_view(sticky: Any, now: float) -> list[dict[str, Any]]:
+    return [account_view(sticky, a, now) for a in sticky.accounts.accounts]
+
+
+def session_view(pin: Pin, now: float) -> dict[str, Any]:
+    value = pin.session.rsplit("/", 1)[-1]
+    return {
+        "id": pin.session,
+        "short": value[-8:],
+        "alias": pin.alias,
+        "created": pin.created,
+        "last_used": pin.last_used,
+        "idle": max(0.0, now - pin.last_used),
+        "requests": pin.requests,
+        "tokens_in": pin.tokens_in,
+        "tokens_out": pin.tokens_out,
+        "tokens_cached": pin.tokens_cached,
+        "cache_percent": round(100 * pin.tokens_cached / pin.tokens_in, 1)
+        if pin.tokens_in else None,
+        "cost_usd": pin.cost_micros / 1e6,
+        "moves": pin.moves,
+    }
+
+
+def find_sessions(sticky: Any, ident: str) -> list[Pin]:
+    """Pins named by a full key, else by its last part, else by the 8-character short form."""
+    pin = sticky.pins.get(ident, sticky.clock())
+    if pin is not None:
+        return [pin]
+    value = [p for p in sticky.pins if p.session.rsplit("/", 1)[-1] == ident]
+    if value:
+        return value
+    if len(ident) >= 6:
+        return [p for p in sticky.pins if p.session.rsplit("/", 1)[-1].endswith(ident)]
+    return []
+
+
+def evict(sticky: Any, ident: str) -> list[str]:
+    """Forget the pins named by ident; their next request is re-pinned. Returns their keys."""
+    keys = [p.session for p in find_sessions(sticky, ident)]
+    for key in keys:
+        sticky.pins.remove(key)
+    return keys
