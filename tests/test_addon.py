@@ -229,7 +229,7 @@ def test_commands(addon_ctx):
     addon, tctx, _ = addon_ctx
     addon.request(flow(body={"input": "x"}, headers=[("session-id", "conv-9")]))
     assert any("conv-9" in line for line in tctx.command(addon.sessions_command))
-    assert any(line.startswith("oa openai enabled") for line in addon.accounts_command())
+    assert any(line.startswith("oa openai healthy sessions=") for line in addon.accounts_command())
     addon.evict_command("conv-9")
     assert len(addon.pins) == 0
     with pytest.raises(exceptions.CommandError):

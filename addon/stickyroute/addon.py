@@ -17,7 +17,7 @@ from typing import Any
 
 from mitmproxy import command, ctx, exceptions, http
 
-from . import rewrite
+from . import rewrite, views
 from .accounts import Account, AccountsError, AccountSet
 from .chains import ChainMap, continue_session
 from .choose import Chooser, decide
@@ -255,37 +255,31 @@ class StickyRoute:
     # ---- commands ----------------------------------------------------------------------
     @command.command("sticky.sessions")
     def sessions_command(self) -> Sequence[str]:
-        """List live pins: session, account, requests, idle seconds."""
+        """List live pins, most recent first: session, account, requests, idle, cache."""
         now = self.clock()
-        return [f"{p.session} -> {p.alias} requests={p.requests} idle={now - p.last_used:.0f}s"
-                for p in self.pins]
+        return [views.session_line(p, now) for p in reversed(list(self.pins))]
 
     @command.command("sticky.accounts")
     def accounts_command(self) -> Sequence[str]:
-        """List accounts with their provider, state and pinned sessions."""
-        per = self.pins.sessions_per_alias()
-        return [f"{a.alias} {a.provider} {'enabled' if a.enabled else 'disabled'} "
-                f"sessions={per.get(a.alias, 0)}" for a in self.accounts.accounts]
+        """List accounts: provider, health, pinned sessions, in-flight, requests, cache."""
+        now = self.clock()
+        return [views.account_line(self, a, now) for a in self.accounts.accounts]
 
     @command.command("sticky.evict")
     def evict_command(self, session: str) -> None:
-        """Forget one session's pin (full key or its last part); its next request is re-pinned."""
-        matches = [p.session for p in self.pins
-                   if p.session == session or p.session.rsplit("/", 1)[-1] == session]
-        if not matches:
+        """Forget one session's pin (full key, its last part, or the short form shown in logs);
+        its next request is pinned again."""
+        keys = views.evict(self, session)
+        if not keys:
             raise exceptions.CommandError(f"no pinned session {session!r}")
-        for key in matches:
-            self.store.changed(self.pins.remove(key), "removed")
-        logger.info("stickyroute: evicted %d pin(s) for session %s", len(matches), session)
+        logger.info("stickyroute: evicted %d pin(s) for session %s", len(keys), session)
 
     @command.command("sticky.evict.account")
     def evict_account_command(self, alias: str) -> None:
         """Forget every pin of one account."""
         if self.accounts.get(alias) is None:
             raise exceptions.CommandError(f"no account {alias!r}")
-        gone = self.pins.remove_alias(alias)
-        for pin in gone:
-            self.store.changed(pin, "removed")
+        gone = views.evict_account(self, alias)
         logger.info("stickyroute: evicted %d pin(s) of account %s", len(gone), alias)
 
 

@@ -155,8 +155,8 @@ class AdminApi:
     def get_sessions(self, args: list[str], params: dict[str, list[str]], body: bytes) -> Reply:
         limit = _int_param(params, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
         offset = _int_param(params, "offset", 0, 0, None)
-        alias = params.get("account", [""])[-1]
-        if alias:
+        alias = params.get("account", [None])[-1]
+        if alias is not None:
             self._account(alias)
         pins = [p for p in self.sticky.pins if not alias or p.alias == alias]
         pins.reverse()  # most recently used first
@@ -184,7 +184,7 @@ class AdminApi:
     def delete_account_sessions(self, args: list[str], params: dict[str, list[str]],
                                 body: bytes) -> Reply:
         account = self._account(args[0])
-        gone = self.sticky.pins.remove_alias(account.alias)
+        gone = views.evict_account(self.sticky, account.alias)
         return json_reply(200, {"alias": account.alias, "evicted": len(gone)})
 
     def post_disable(self, args: list[str], params: dict[str, list[str]], body: bytes) -> Reply:

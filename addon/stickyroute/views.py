@@ -112,5 +112,34 @@ def evict(sticky: Any, ident: str) -> list[str]:
     """Forget the pins named by ident; their next request is re-pinned. Returns their keys."""
     keys = [p.session for p in find_sessions(sticky, ident)]
     for key in keys:
-        sticky.pins.remove(key)
+        sticky.store.changed(sticky.pins.remove(key), "removed")  # a shared store forgets too
     return keys
+
+
+def evict_account(sticky: Any, alias: str) -> list[Pin]:
+    """Forget every pin of one account (here and in the store)."""
+    gone: list[Pin] = sticky.pins.remove_alias(alias)
+    for pin in gone:
+        sticky.store.changed(pin, "removed")
+    return gone
+
+
+def account_line(sticky: Any, account: Any, now: float) -> str:
+    """One line per account for the sticky.accounts command."""
+    v = account_view(sticky, account, now)
+    health = v["health"]["state"]
+    if v["health"]["reason"]:
+        health += f" ({v['health']['reason']})"
+    if v["cooldown_left"]:
+        health += f" {v['cooldown_left']:.0f}s left"
+    cache = "-" if v["cache_percent"] is None else f"{v['cache_percent']}%"
+    return (f"{v['alias']} {v['provider']} {health} sessions={v['sessions']} "
+            f"inflight={v['inflight']} requests={v['requests']} cache={cache} "
+            f"cost=${v['cost_usd']:.4f}")
+
+
+def session_line(pin: Pin, now: float) -> str:
+    """One line per pin for the sticky.sessions command."""
+    cache = f" cache={100 * pin.tokens_cached / pin.tokens_in:.0f}%" if pin.tokens_in else ""
+    return (f"{pin.session} -> {pin.alias} requests={pin.requests} "
+            f"idle={max(0.0, now - pin.last_used):.0f}s{cache}")
