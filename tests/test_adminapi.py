@@ -1,0 +1,330 @@
+"""The admin API, metrics, views and commands driven directly: no sockets, a fake clock."""
+
+import json
+from urllib.parse import quote
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.test import taddons
+
+from stickyroute import views
+from stickyroute.addon import StickyRoute
+from stickyroute.admin import StickyAdmin
+from stickyroute.adminapi import AdminApi
+from stickyroute.metrics import registry_for, render
+from stickyroute.settings import parse_address
+from tests.test_addon import ACCOUNTS, Clock, flow
+
+TOKEN = "admin-token-123"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+SECRETS = ("sk-acct-oa", "sk-acct-ob", "sk-ant-acct", "tok", "id-1")
+
+
+@pytest.fixture
+def env(tmp_path):
+    p = tmp_path / "accounts.yaml"
+    p.write_text(ACCOUNTS)
+    clock = Clock()
+    sticky = StickyRoute(clock=clock)
+    admin = StickyAdmin(sticky)
+    with taddons.context(sticky, admin) as tctx:
+        tctx.configure(sticky, sticky_accounts=str(p), sticky_admin_token=TOKEN)
+        api = AdminApi(sticky, TOKEN, lambda: b"<html>page</html>", admin.metrics)
+        yield sticky, admin, api, clock
+
+
+def call(api, method, target, body=b"", headers=AUTH):
+    reply = api.handle(method, target, headers, body)
+    data = json.loads(reply.body) if reply.content_type == "application/json" else reply.body
+    return reply, data
+
+
+def pin(sticky, session, host="api.openai.com"):
+    f = flow(host=host, path="/v1/responses" if "openai" in host else "/v1/messages",
+             body={"model": "m", "input": "x"}, headers=[("session-id", session)])
+    sticky.request(f)
+    return f.metadata["stickyroute"]
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"authorization": "Bearer wrong"}, {"authorization": TOKEN},
+    {"authorization": f"Basic {TOKEN}"}, {"authorization": "Bearer "},
+])
+@pytest.mark.parametrize("method,target", [
+    ("GET", "/api/state"), ("GET", "/api/sessions"), ("GET", "/api/accounts"),
+    ("GET", "/metrics"), ("DELETE", "/api/sessions/x"), ("POST", "/api/accounts/oa/disable"),
+    ("GET", "/api/nothing"),
+])
+def test_without_the_token_nothing_but_401(env, headers, method, target):
+    sticky, _, api, _ = env
+    pin(sticky, "conv-1")
+    reply, data = call(api, method, target, headers=headers)
+    assert reply.status == 401
+    assert ("www-authenticate", 'Bearer realm="sticky"') in reply.headers
+    assert set(data) == {"error"} and b"oa" not in reply.body and b"conv" not in reply.body
+    assert not sticky.operator_disabled
+
+
+def test_dashboard_page_needs_no_token_and_holds_no_data(env):
+    _, _, api, _ = env
+    reply = api.handle("GET", "/", {})
+    assert reply.status == 200 and reply.body == b"<html>page</html>"
+    assert any(k == "content-security-policy" for k, _ in reply.headers)
+    assert api.handle("POST", "/", {}).status == 405
+
+
+def test_the_real_dashboard_file_is_self_contained(env):
+    _, admin, _, _ = env
+    page = admin.page().decode()
+    assert "<script>" in page and "Authorization" in page
+    assert "http://" not in page and "https://" not in page  # no CDN, nothing from elsewhere
+
+
+def test_state(env):
+    sticky, _, api, clock = env
+    a = pin(sticky, "conv-1")["account"]
+    pin(sticky, "conv-1")
+    pin(sticky, "conv-2", host="api.anthropic.com")
+    clock.t += 5
+    reply, state = call(api, "GET", "/api/state")
+    assert reply.status == 200
+    assert state["uptime"] == 5
+    assert state["sessions"] == {"count": 2, "byAlias": {a: 1, "an": 1}}
+    by_alias = {x["alias"]: x for x in state["accounts"]}
+    assert set(by_alias) == {"oa", "ob", "an", "cg"}
+    assert by_alias[a]["requests"] == 2 and by_alias[a]["affinity"] == {"new": 1, "hit": 1}
+    assert by_alias["cg"]["health"]["state"] == "disabled"
+    assert by_alias["oa"]["health"] == {"state": "healthy", "reason": None, "until": None}
+    assert state["totals"]["requests"] == 3
+
+
+def test_sessions_paging_and_filter(env):
+    sticky, _, api, clock = env
+    for i in range(5):
+        pin(sticky, f"conv-{i}")
+        clock.t += 1
+    _, page = call(api, "GET", "/api/sessions?limit=2&offset=1")
+    assert page["total"] == 5 and page["limit"] == 2 and page["offset"] == 1
+    assert [s["id"].rsplit("/", 1)[-1] for s in page["sessions"]] == ["conv-3", "conv-2"]
+    assert page["sessions"][0]["idle"] == 2
+    alias = page["sessions"][0]["alias"]
+    _, only = call(api, "GET", f"/api/sessions?account={alias}")
+    assert only["total"] == sticky.pins.sessions_per_alias()[alias]
+    assert all(s["alias"] == alias for s in only["sessions"])
+
+
+@pytest.mark.parametrize("target,status", [
+    ("/api/sessions?limit=0", 400), ("/api/sessions?limit=1001", 400),
+    ("/api/sessions?limit=x", 400), ("/api/sessions?offset=-1", 400),
+    ("/api/sessions?account=nope", 404), ("/api/sessions?account=", 404),
+    ("/api/accounts/nope", 404), ("/api/nothing", 404), ("/api/sessions/%ff", 400),
+])
+def test_bad_requests_get_clear_json_errors(env, target, status):
+    _, _, api, _ = env
+    reply, data = call(api, "GET" if "sessions/" not in target else "DELETE", target)
+    assert reply.status == status
+    assert data["error"]["message"]
+
+
+def test_wrong_method_is_405_with_allow(env):
+    _, _, api, _ = env
+    reply, _ = call(api, "PUT", "/api/state")
+    assert reply.status == 405 and ("allow", "GET") in reply.headers
+
+
+@pytest.mark.parametrize("form", ["full", "encoded", "value", "short"])
+def test_evict_one_session_by_any_form(env, form):
+    sticky, _, api, _ = env
+    pin(sticky, "conversation-0001")
+    key = next(iter(sticky.pins)).session
+    ident = {"full": key, "encoded": quote(key, safe=""), "value": "conversation-0001",
+             "short": "ion-0001"}[form]
+    reply, data = call(api, "DELETE", f"/api/sessions/{ident}")
+    assert reply.status == 200 and data == {"evicted": [key]}
+    assert len(sticky.pins) == 0
+    reply, _ = call(api, "DELETE", f"/api/sessions/{ident}")
+    assert reply.status == 404
+
+
+def test_evicted_session_is_pinned_again(env):
+    sticky, _, api, _ = env
+    pin(sticky, "conv-1")
+    call(api, "DELETE", "/api/sessions/conv-1")
+    assert pin(sticky, "conv-1")["affinity"] == "new"
+
+
+def test_evict_account(env):
+    sticky, _, api, _ = env
+    for i in range(4):
+        pin(sticky, f"conv-{i}")
+    reply, data = call(api, "DELETE", "/api/accounts/oa/sessions")
+    assert reply.status == 200 and data["alias"] == "oa"
+    assert "oa" not in sticky.pins.sessions_per_alias() and data["evicted"] >= 1
+    assert call(api, "DELETE", "/api/accounts/nope/sessions")[0].status == 404
+
+
+def test_disable_stops_new_traffic_and_enable_brings_it_back(env):
+    sticky, _, api, _ = env
+    reply, view = call(api, "POST", "/api/accounts/oa/disable", b'{"reason": "quota"}')
+    assert reply.status == 200
+    assert view["health"] == {"state": "disabled", "reason": "quota", "until": None}
+    assert {pin(sticky, f"c{i}")["account"] for i in range(6)} == {"ob"}
+    reply, view = call(api, "POST", "/api/accounts/oa/enable")
+    assert view["health"]["state"] == "healthy"
+    assert "oa" in {pin(sticky, f"d{i}")["account"] for i in range(6)}
+
+
+def test_disable_moves_a_pinned_session(env):
+    sticky, _, api, _ = env
+    first = pin(sticky, "conv-1")["account"]
+    call(api, "POST", f"/api/accounts/{first}/disable")
+    moved = pin(sticky, "conv-1")
+    assert moved["affinity"] == "moved" and moved["moved_from"] == first
+
+
+def test_disabling_the_only_account_answers_503(env):
+    sticky, _, api, _ = env
+    call(api, "POST", "/api/accounts/an/disable")
+    f = flow(host="api.anthropic.com", path="/v1/messages", body={"model": "m"})
+    sticky.request(f)
+    assert f.response is not None and f.response.status_code == 503
+
+
+@pytest.mark.parametrize("body", [b"{", b"[]", b'{"reason": 3}', b'{"reason": " "}',
+                                  b'{"reason": "' + b"x" * 201 + b'"}'])
+def test_disable_rejects_bad_bodies(env, body):
+    sticky, _, api, _ = env
+    assert call(api, "POST", "/api/accounts/oa/disable", body)[0].status == 400
+    assert not sticky.operator_disabled
+
+
+def test_disable_goes_through_health_when_it_exists(env):
+    sticky, _, api, _ = env
+
+    class Health:
+        def __init__(self):
+            self.calls = []
+
+        def describe(self, alias, now):
+            return {"state": "cooling", "reason": "429", "until": now + 30}
+
+        def disable(self, alias, reason, now):
+            self.calls.append(("disable", alias, reason))
+
+        def enable(self, alias, now):
+            self.calls.append(("enable", alias))
+
+    sticky.health = Health()
+    _, view = call(api, "POST", "/api/accounts/oa/disable", b'{"reason": "r"}')
+    call(api, "POST", "/api/accounts/oa/enable")
+    assert sticky.health.calls == [("disable", "oa", "r"), ("enable", "oa")]
+    assert view["health"]["state"] == "cooling" and view["cooldown_left"] == 30
+    text = render(registry_for(sticky))[0].decode()
+    assert 'stickyroute_cooldown_seconds{account="oa"} 30.0' in text
+
+
+def test_metrics(env):
+    sticky, _, api, clock = env
+    a = pin(sticky, "conv-1")["account"]
+    pin(sticky, "conv-1")
+    sticky.ledger[a].tokens_in, sticky.ledger[a].tokens_cached = 100, 80
+    clock.t += 10_000
+    sticky.sweep()
+    reply, text = call(api, "GET", "/metrics")
+    assert reply.status == 200 and reply.content_type.startswith("text/plain; version=0.0.4")
+    text = text.decode()
+    for line in (f'stickyroute_requests_total{{account="{a}",affinity="hit"}} 1.0',
+                 f'stickyroute_requests_total{{account="{a}",affinity="moved"}} 0.0',
+                 f'stickyroute_tokens_total{{account="{a}",kind="cached"}} 80.0',
+                 f'stickyroute_pins{{account="{a}"}} 0.0',
+                 'stickyroute_account_state{account="cg",provider="chatgpt",state="disabled"} 1.0',
+                 "stickyroute_sweep_duration_seconds_count 1.0",
+                 "stickyroute_swept_pins_total 1.0", "stickyroute_sessions 0.0"):
+        assert line in text
+
+
+def test_no_credential_in_any_answer(env):
+    sticky, _, api, _ = env
+    for i in range(3):
+        pin(sticky, f"conv-{i}")
+    pin(sticky, "conv-x", host="api.anthropic.com")
+    answers = [api.handle(m, t, AUTH, b"") for m, t in (
+        ("GET", "/"), ("GET", "/api/state"), ("GET", "/api/sessions"), ("GET", "/api/accounts"),
+        ("GET", "/api/accounts/cg"), ("GET", "/metrics"), ("POST", "/api/accounts/oa/disable"),
+        ("POST", "/api/accounts/oa/enable"))]
+    assert all(r.status == 200 for r in answers)
+    secrets = sticky.accounts.secrets()
+    assert set(SECRETS) <= set(secrets)
+    for reply in answers:
+        for secret in secrets:
+            if secret == "tok":  # too short to be meaningful: "token" is a word on the page
+                continue
+            assert secret.encode() not in reply.body
+
+
+def test_commands(env):
+    sticky, admin, _, clock = env
+    pin(sticky, "conv-1")
+    clock.t += 3
+    [line] = sticky.sessions_command()
+    assert line.endswith("requests=1 idle=3s") and "conv-1 -> o" in line
+    admin.disable_command("oa")
+    lines = sticky.accounts_command()
+    assert "oa openai disabled (disabled by an operator) sessions=" in lines[0]
+    assert lines[3].startswith("cg chatgpt disabled (enabled: false in the accounts file)")
+    admin.enable_command("oa")
+    assert sticky.accounts_command()[0].startswith("oa openai healthy")
+    sticky.evict_command("conv-1")
+    assert len(sticky.pins) == 0
+    with pytest.raises(exceptions.CommandError):
+        admin.disable_command("nope")
+    assert admin.admin_command() == ["the admin API is off (set sticky_admin=HOST:PORT)"]
+
+
+def test_token_sources(env, monkeypatch):
+    sticky, admin, _, _ = env
+    assert admin.token_source == "sticky_admin_token"
+    with taddons.context(sticky, admin) as tctx:
+        monkeypatch.setenv("STICKY_ADMIN_TOKEN", "from-env")
+        tctx.configure(admin, sticky_admin_token="")
+        assert admin.token_source == "STICKY_ADMIN_TOKEN"
+        assert admin.api.authorized({"authorization": "Bearer from-env"})
+        monkeypatch.delenv("STICKY_ADMIN_TOKEN")
+        tctx.configure(admin, sticky_admin_token="x", sticky_admin="127.0.0.1:1")
+        tctx.configure(admin, sticky_admin_token="")
+        first = admin._generated
+        assert admin.token_source == "generated" and first and len(first) >= 24
+        tctx.configure(admin, sticky_admin="127.0.0.1:2")
+        assert admin._generated == first  # generated once per process
+
+
+@pytest.mark.parametrize("spec,want", [
+    ("127.0.0.1:8091", ("127.0.0.1", 8091)), ("", None), ("  ", None),
+    ("localhost:0", ("localhost", 0)), ("[::1]:9000", ("::1", 9000)),
+])
+def test_parse_address(spec, want):
+    assert parse_address(spec) == want
+
+
+@pytest.mark.parametrize("spec", ["8091", ":8091", "host:", "host:x", "host:70000", "a b:1"])
+def test_parse_address_rejects(spec):
+    with pytest.raises(ValueError):
+        parse_address(spec)
+
+
+def test_bad_admin_option_is_an_options_error(env):
+    sticky, admin, _, _ = env
+    with taddons.context(sticky, admin) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="sticky_admin"):
+            tctx.configure(sticky, sticky_admin="nonsense")
+
+
+def test_find_sessions_prefers_exact_key(env):
+    sticky, _, _, _ = env
+    pin(sticky, "abcdefgh")
+    pin(sticky, "zzabcdefgh")
+    key = next(p.session for p in sticky.pins if p.session.endswith("/abcdefgh"))
+    assert [p.session for p in views.find_sessions(sticky, key)] == [key]
+    assert [p.session for p in views.find_sessions(sticky, "abcdefgh")] == [key]
+    assert len(views.find_sessions(sticky, "bcdefgh")) == 2
+    assert views.find_sessions(sticky, "gh") == []
