@@ -216,7 +216,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(live: Any) -> None:
     _, admin, _ = live
     cmd = [sys.executable, "-m", "schemathesis.cli", "run", str(OPENAPI),
            "--url", str(admin.base_url), "-H", f"Authorization: Bearer {TOKEN}",
-           "--checks", "all", "--phases", "examples,coverage,fuzzing", "--max-examples", "25",
+           "--checks", "all", "--phases", "examples,coverage,fuzzing", "--max-examples", "15",
            "--seed", "1", "--no-color", "--workers", "1",
            "--suppress-health-check", "filter_too_much"]  # a generator limit, not the API
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -238,20 +238,20 @@ def test_generated_token_is_logged_once_with_the_url(
         assert c.get("/api/state").status_code == 401
 
 
-def test_env_token_and_admin_off(mitmdump_factory: Any, fake_upstream: Any,
-                                 tmp_path: Path) -> None:
-    proxy, base = start_proxy(mitmdump_factory, fake_upstream, tmp_path,
-                              )
-    proxy.stop()
+def test_env_token_and_admin_off(mitmdump_factory: Any, tmp_path: Path) -> None:
+    accounts = tmp_path / "accounts.yaml"
+    accounts.write_text(ACCOUNTS)
+    port = find_free_port()
     env_proxy = mitmdump_factory([STICKY_ADDON], {
-        "sticky_accounts": str(tmp_path / "accounts.yaml"), "sticky_admin": base[7:]},
+        "sticky_accounts": str(accounts), "sticky_admin": f"127.0.0.1:{port}"},
         env={"STICKY_ADMIN_TOKEN": "from-the-env"}, confdir=tmp_path / "c2")
     assert env_proxy.wait_for_output(r"dashboard at http://\S+ \(token from STICKY_ADMIN_TOKEN\)")
     assert "from-the-env" not in env_proxy.output()
+    base = f"http://127.0.0.1:{port}"
     with httpx2.Client(base_url=base, trust_env=False) as c:
         assert c.get("/metrics", headers={"authorization": "Bearer from-the-env"}).is_success
     env_proxy.stop()
-    off = mitmdump_factory([STICKY_ADDON], {"sticky_accounts": str(tmp_path / "accounts.yaml"),
+    off = mitmdump_factory([STICKY_ADDON], {"sticky_accounts": str(accounts),
                                             "sticky_admin": ""}, confdir=tmp_path / "c3")
     assert "admin API" not in off.output()
     with pytest.raises(httpx2.ConnectError), httpx2.Client(trust_env=False) as c:
