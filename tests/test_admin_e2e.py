@@ -15,6 +15,7 @@ import pytest
 from tests.harness import (
     REDIRECT_ADDON,
     STICKY_ADDON,
+    Mitmdump,
     anthropic_client,
     find_free_port,
     openai_client,
@@ -256,3 +257,53 @@ def test_env_token_and_admin_off(mitmdump_factory: Any, tmp_path: Path) -> None:
     assert "admin API" not in off.output()
     with pytest.raises(httpx2.ConnectError), httpx2.Client(trust_env=False) as c:
         c.get(base + "/api/state")
+
+
+class Mitmweb(Mitmdump):
+    """The harness's process wrapper, running mitmweb (its command bar calls /commands/NAME)."""
+
+    def __init__(self, *args: Any, web_port: int, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.web_port = web_port
+
+    def command(self) -> list[str]:
+        args = super().command()
+        args[0] = str(Path(args[0]).with_name("mitmweb"))
+        return args + ["--set", f"web_port={self.web_port}", "--set", "web_open_browser=false",
+                       "--set", "web_password=web-pw"]
+
+
+def test_commands_from_mitmweb_command_bar(fake_upstream: Any, tmp_path: Path) -> None:
+    accounts = tmp_path / "accounts.yaml"
+    accounts.write_text(ACCOUNTS)
+    web_port = find_free_port()
+    web = Mitmweb([STICKY_ADDON, REDIRECT_ADDON], {
+        "sticky_accounts": str(accounts), "sticky_admin": "", **redirect_options(fake_upstream)},
+        confdir=tmp_path / "web", web_port=web_port)
+    # The command bar POSTs /commands/NAME {"arguments": [...]}, with mitmweb's xsrf pair.
+    xsrf = {"x-xsrftoken": "t0k", "cookie": "_mitmproxy_xsrf=t0k",
+            "authorization": "Bearer web-pw"}
+    with web, httpx2.Client(base_url=f"http://127.0.0.1:{web_port}", trust_env=False,
+                            headers=xsrf, timeout=10) as ui:
+        ask_openai(web, "conv-web-1")
+
+        def run(cmd: str, *args: str) -> Any:
+            r = ui.post(f"/commands/{cmd}", json={"arguments": list(args)})
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        listed = ui.get("/commands").json()
+        assert {"sticky.sessions", "sticky.accounts", "sticky.evict", "sticky.evict.account",
+                "sticky.disable", "sticky.enable", "sticky.admin"} <= set(listed)
+        [line] = run("sticky.sessions")["value"]
+        assert "/conv-web-1 -> o" in line and "requests=1" in line
+        assert run("sticky.accounts")["value"][2].startswith("an anthropic healthy sessions=0")
+        assert run("sticky.disable", "ob")["value"].startswith("ob disabled")
+        assert "ob openai disabled (disabled by an operator)" in run("sticky.accounts")["value"][1]
+        assert run("sticky.enable", "ob")["value"] == "ob enabled"
+        assert run("sticky.evict", "conv-web-1")["value"].startswith("evicted openai/")
+        assert run("sticky.sessions")["value"] == []
+        assert run("sticky.evict", "conv-web-1") == {"error": "no pinned session 'conv-web-1'"}
+        assert run("sticky.evict.account", "oa")["value"] == "evicted 0 pin(s) of oa"
+        assert run("sticky.admin")["value"] == [
+            "the admin API is off (set sticky_admin=HOST:PORT)"]

@@ -266,21 +266,23 @@ class StickyRoute:
         return [views.account_line(self, a, now) for a in self.accounts.accounts]
 
     @command.command("sticky.evict")
-    def evict_command(self, session: str) -> None:
+    def evict_command(self, session: str) -> str:
         """Forget one session's pin (full key, its last part, or the short form shown in logs);
         its next request is pinned again."""
         keys = views.evict(self, session)
         if not keys:
             raise exceptions.CommandError(f"no pinned session {session!r}")
         logger.info("stickyroute: evicted %d pin(s) for session %s", len(keys), session)
+        return f"evicted {', '.join(keys)}"
 
     @command.command("sticky.evict.account")
-    def evict_account_command(self, alias: str) -> None:
+    def evict_account_command(self, alias: str) -> str:
         """Forget every pin of one account."""
         if self.accounts.get(alias) is None:
             raise exceptions.CommandError(f"no account {alias!r}")
         gone = views.evict_account(self, alias)
         logger.info("stickyroute: evicted %d pin(s) of account %s", len(gone), alias)
+        return f"evicted {len(gone)} pin(s) of {alias}"
 
 
 def _stamp(path: str) -> tuple[float, int] | None:

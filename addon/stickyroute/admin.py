@@ -183,18 +183,20 @@ class StickyAdmin:
 
     # ---- commands ----------------------------------------------------------------------
     @command.command("sticky.disable")
-    def disable_command(self, alias: str) -> None:
+    def disable_command(self, alias: str) -> str:
         """Take an account out of rotation: no new traffic until sticky.enable."""
         account = self._account(alias)
         views.disable(self.sticky, account.alias, views.DISABLED_BY_OPERATOR, self.sticky.clock())
         logger.info("stickyroute: account %s disabled by an operator", alias)
+        return f"{alias} disabled: no new traffic until sticky.enable {alias}"
 
     @command.command("sticky.enable")
-    def enable_command(self, alias: str) -> None:
+    def enable_command(self, alias: str) -> str:
         """Put an account back into rotation."""
         account = self._account(alias)
         views.enable(self.sticky, account.alias, self.sticky.clock())
         logger.info("stickyroute: account %s enabled by an operator", alias)
+        return f"{alias} enabled"
 
     @command.command("sticky.admin")
     def admin_command(self) -> Sequence[str]:
