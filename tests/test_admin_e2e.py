@@ -307,3 +307,15 @@ def test_commands_from_mitmweb_command_bar(fake_upstream: Any, tmp_path: Path) -
         assert run("sticky.evict.account", "oa")["value"] == "evicted 0 pin(s) of oa"
         assert run("sticky.admin")["value"] == [
             "the admin API is off (set sticky_admin=HOST:PORT)"]
+
+
+def test_a_busy_admin_port_leaves_the_proxy_running(mitmdump_factory: Any, fake_upstream: Any,
+                                                   tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proxy, _ = start_proxy(mitmdump_factory, fake_upstream, tmp_path,
+                               sticky_admin=f"127.0.0.1:{port}", sticky_admin_token=TOKEN)
+        assert proxy.wait_for_output(rf"cannot serve the admin API on 127.0.0.1:{port}")
+        assert ask_openai(proxy, "conv-busy").output

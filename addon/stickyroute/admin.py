@@ -90,8 +90,11 @@ class StickyAdmin:
         try:
             self._server = await asyncio.start_server(self._connection, host, port)
         except OSError as e:
-            logger.error("stickyroute: cannot serve the admin API on %s:%d: %s", host, port,
-                         e.strerror or e)
+            # A warning, not an error: the proxy's real job goes on without its admin API
+            # (mitmdump exits on errors logged at start, e.g. a second proxy on this machine).
+            logger.warning("stickyroute: cannot serve the admin API on %s:%d: %s; the proxy "
+                           "runs without it (set sticky_admin to another HOST:PORT, or empty)",
+                           host, port, e.strerror or e)
             return
         if self.token_source == "generated" and not self._announced:
             logger.warning("stickyroute: admin API and dashboard at %s#token=%s (a generated "
