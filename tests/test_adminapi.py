@@ -4,15 +4,12 @@ import json
 from urllib.parse import quote
 
 import pytest
-from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
-from stickyroute import views
 from stickyroute.addon import StickyRoute
 from stickyroute.admin import StickyAdmin
 from stickyroute.adminapi import AdminApi
 from stickyroute.metrics import registry_for, render
-from stickyroute.settings import parse_address
 from tests.test_addon import ACCOUNTS, Clock, flow
 
 TOKEN = "admin-token-123"
@@ -260,71 +257,3 @@ def test_no_credential_in_any_answer(env):
             if secret == "tok":  # too short to be meaningful: "token" is a word on the page
                 continue
             assert secret.encode() not in reply.body
-
-
-def test_commands(env):
-    sticky, admin, _, clock = env
-    pin(sticky, "conv-1")
-    clock.t += 3
-    [line] = sticky.sessions_command()
-    assert line.endswith("requests=1 idle=3s") and "conv-1 -> o" in line
-    admin.disable_command("oa")
-    lines = sticky.accounts_command()
-    assert "oa openai disabled (disabled by an operator) sessions=" in lines[0]
-    assert lines[3].startswith("cg chatgpt disabled (enabled: false in the accounts file)")
-    admin.enable_command("oa")
-    assert sticky.accounts_command()[0].startswith("oa openai healthy")
-    sticky.evict_command("conv-1")
-    assert len(sticky.pins) == 0
-    with pytest.raises(exceptions.CommandError):
-        admin.disable_command("nope")
-    assert admin.admin_command() == ["the admin API is off (set sticky_admin=HOST:PORT)"]
-
-
-def test_token_sources(env, monkeypatch):
-    sticky, admin, _, _ = env
-    assert admin.token_source == "sticky_admin_token"
-    with taddons.context(sticky, admin) as tctx:
-        monkeypatch.setenv("STICKY_ADMIN_TOKEN", "from-env")
-        tctx.configure(admin, sticky_admin_token="")
-        assert admin.token_source == "STICKY_ADMIN_TOKEN"
-        assert admin.api.authorized({"authorization": "Bearer from-env"})
-        monkeypatch.delenv("STICKY_ADMIN_TOKEN")
-        tctx.configure(admin, sticky_admin_token="x", sticky_admin="127.0.0.1:1")
-        tctx.configure(admin, sticky_admin_token="")
-        first = admin._generated
-        assert admin.token_source == "generated" and first and len(first) >= 24
-        tctx.configure(admin, sticky_admin="127.0.0.1:2")
-        assert admin._generated == first  # generated once per process
-
-
-@pytest.mark.parametrize("spec,want", [
-    ("127.0.0.1:8091", ("127.0.0.1", 8091)), ("", None), ("  ", None),
-    ("localhost:0", ("localhost", 0)), ("[::1]:9000", ("::1", 9000)),
-])
-def test_parse_address(spec, want):
-    assert parse_address(spec) == want
-
-
-@pytest.mark.parametrize("spec", ["8091", ":8091", "host:", "host:x", "host:70000", "a b:1"])
-def test_parse_address_rejects(spec):
-    with pytest.raises(ValueError):
-        parse_address(spec)
-
-
-def test_bad_admin_option_is_an_options_error(env):
-    sticky, admin, _, _ = env
-    with taddons.context(sticky, admin) as tctx:
-        with pytest.raises(exceptions.OptionsError, match="sticky_admin"):
-            tctx.configure(sticky, sticky_admin="nonsense")
-
-
-def test_find_sessions_prefers_exact_key(env):
-    sticky, _, _, _ = env
-    pin(sticky, "abcdefgh")
-    pin(sticky, "zzabcdefgh")
-    key = next(p.session for p in sticky.pins if p.session.endswith("/abcdefgh"))
-    assert [p.session for p in views.find_sessions(sticky, key)] == [key]
-    assert [p.session for p in views.find_sessions(sticky, "abcdefgh")] == [key]
-    assert len(views.find_sessions(sticky, "bcdefgh")) == 2
-    assert views.find_sessions(sticky, "gh") == []
