@@ -78,3 +78,43 @@ def test_find_sessions_prefers_exact_key(env):
     assert [p.session for p in views.find_sessions(sticky, "abcdefgh")] == [key]
     assert len(views.find_sessions(sticky, "bcdefgh")) == 2
     assert views.find_sessions(sticky, "gh") == []
+
+
+def test_server_serves_keeps_alive_and_moves_when_the_option_changes(env):
+    import asyncio
+
+    sticky, admin, _, _ = env
+
+    async def get_twice(url: str) -> list[bytes]:
+        host, port = url[7:-1].rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        answers = []
+        for method in ("GET", "HEAD"):
+            writer.write(f"{method} /api/state HTTP/1.1\r\nHost: x\r\n"
+                         f"Authorization: Bearer admin-token-123\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            answers.append(head + (await reader.readexactly(length) if method == "GET" else b""))
+        writer.close()
+        return answers
+
+    async def scenario() -> None:
+        with taddons.context(sticky, admin) as tctx:
+            tctx.configure(sticky, sticky_admin="127.0.0.1:0",
+                           sticky_admin_token="admin-token-123")
+            await admin.running()
+            first = admin.url
+            assert first and first.startswith("http://127.0.0.1:")
+            got, head = await get_twice(first)
+            assert got.startswith(b"HTTP/1.1 200") and b'"sessions"' in got
+            assert head.startswith(b"HTTP/1.1 200")  # same connection: kept alive
+            tctx.configure(sticky, sticky_admin="")
+            await admin._restart
+            assert admin.url is None
+            tctx.configure(sticky, sticky_admin="127.0.0.1:0")
+            await admin._restart
+            assert admin.url is not None
+            await admin.done()
+            assert admin.url is None
+
+    asyncio.run(scenario())
