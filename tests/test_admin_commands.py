@@ -71,12 +71,13 @@ def test_bad_admin_option_is_an_options_error(env):
 
 def test_find_sessions_prefers_exact_key(env):
     sticky, _, _, _ = env
-    pin(sticky, "abcdefgh")
-    pin(sticky, "zzabcdefgh")
+    for value in ("abcdefgh", "zzabcdefgh", "xx12345678", "yy12345678"):
+        pin(sticky, value)
     key = next(p.session for p in sticky.pins if p.session.endswith("/abcdefgh"))
     assert [p.session for p in views.find_sessions(sticky, key)] == [key]
     assert [p.session for p in views.find_sessions(sticky, "abcdefgh")] == [key]
-    assert len(views.find_sessions(sticky, "bcdefgh")) == 2
+    assert len(views.find_sessions(sticky, "12345678")) == 2  # the short form: both
+    assert views.find_sessions(sticky, "2345678") == []
     assert views.find_sessions(sticky, "gh") == []
 
 

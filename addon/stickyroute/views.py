@@ -13,6 +13,7 @@ from .pins import Pin
 
 DISABLED_BY_FILE = "enabled: false in the accounts file"
 DISABLED_BY_OPERATOR = "disabled by an operator"
+SHORT = 8  # characters of a session's value shown in log lines (SessionId.short)
 
 
 def health_of(sticky: Any, account: Any, now: float) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def session_view(pin: Pin, now: float) -> dict[str, Any]:
     value = pin.session.rsplit("/", 1)[-1]
     return {
         "id": pin.session,
-        "short": value[-8:],
+        "short": value[-SHORT:],
         "alias": pin.alias,
         "created": pin.created,
         "last_used": pin.last_used,
@@ -103,8 +104,8 @@ def find_sessions(sticky: Any, ident: str) -> list[Pin]:
     value = [p for p in sticky.pins if p.session.rsplit("/", 1)[-1] == ident]
     if value:
         return value
-    if len(ident) >= 6:
-        return [p for p in sticky.pins if p.session.rsplit("/", 1)[-1].endswith(ident)]
+    if len(ident) == SHORT:  # the form log lines show; may name several clients' sessions
+        return [p for p in sticky.pins if p.session.endswith(ident)]
     return []
 
 
