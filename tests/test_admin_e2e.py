@@ -216,7 +216,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(live: Any) -> None:
     _, admin, _ = live
     cmd = [sys.executable, "-m", "schemathesis.cli", "run", str(OPENAPI),
            "--url", str(admin.base_url), "-H", f"Authorization: Bearer {TOKEN}",
-           "--checks", "all", "--phases", "examples,coverage,fuzzing", "--max-examples", "15",
+           "--checks", "all", "--phases", "examples,coverage,fuzzing", "--max-examples", "10",
            "--seed", "1", "--no-color", "--workers", "1",
            "--suppress-health-check", "filter_too_much"]  # a generator limit, not the API
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

@@ -30,26 +30,6 @@ def test_generated_token_is_logged_once_with_the_url(
         assert c.get("/api/state").status_code == 401
 
 
-def test_env_token_and_admin_off(mitmdump_factory: Any, tmp_path: Path) -> None:
-    accounts = tmp_path / "accounts.yaml"
-    accounts.write_text(ACCOUNTS)
-    port = find_free_port()
-    env_proxy = mitmdump_factory([STICKY_ADDON], {
-        "sticky_accounts": str(accounts), "sticky_admin": f"127.0.0.1:{port}"},
-        env={"STICKY_ADMIN_TOKEN": "from-the-env"}, confdir=tmp_path / "c2")
-    assert env_proxy.wait_for_output(r"dashboard at http://\S+ \(token from STICKY_ADMIN_TOKEN\)")
-    assert "from-the-env" not in env_proxy.output()
-    base = f"http://127.0.0.1:{port}"
-    with httpx2.Client(base_url=base, trust_env=False) as c:
-        assert c.get("/metrics", headers={"authorization": "Bearer from-the-env"}).is_success
-    env_proxy.stop()
-    off = mitmdump_factory([STICKY_ADDON], {"sticky_accounts": str(accounts),
-                                            "sticky_admin": ""}, confdir=tmp_path / "c3")
-    assert "admin API" not in off.output()
-    with pytest.raises(httpx2.ConnectError), httpx2.Client(trust_env=False) as c:
-        c.get(base + "/api/state")
-
-
 class Mitmweb(Mitmdump):
     """The harness's process wrapper, running mitmweb (its command bar calls /commands/NAME)."""
 
@@ -64,12 +44,15 @@ class Mitmweb(Mitmdump):
                        "--set", "web_password=web-pw"]
 
 
-def test_commands_from_mitmweb_command_bar(fake_upstream: Any, tmp_path: Path) -> None:
+def test_commands_from_mitmweb_command_bar_and_the_env_token(fake_upstream: Any,
+                                                             tmp_path: Path) -> None:
     accounts = tmp_path / "accounts.yaml"
     accounts.write_text(ACCOUNTS)
-    web_port = find_free_port()
+    web_port, admin_port = find_free_port(), find_free_port()
+    admin = f"http://127.0.0.1:{admin_port}/"
     web = Mitmweb([STICKY_ADDON, REDIRECT_ADDON], {
-        "sticky_accounts": str(accounts), "sticky_admin": "", **redirect_options(fake_upstream)},
+        "sticky_accounts": str(accounts), "sticky_admin": f"127.0.0.1:{admin_port}",
+        **redirect_options(fake_upstream)}, env={"STICKY_ADMIN_TOKEN": "from-the-env"},
         confdir=tmp_path / "web", web_port=web_port)
     # The command bar POSTs /commands/NAME {"arguments": [...]}, with mitmweb's xsrf pair.
     xsrf = {"x-xsrftoken": "t0k", "cookie": "_mitmproxy_xsrf=t0k",
@@ -96,8 +79,13 @@ def test_commands_from_mitmweb_command_bar(fake_upstream: Any, tmp_path: Path) -
         assert run("sticky.sessions")["value"] == []
         assert run("sticky.evict", "conv-web-1") == {"error": "no pinned session 'conv-web-1'"}
         assert run("sticky.evict.account", "oa")["value"] == "evicted 0 pin(s) of oa"
-        assert run("sticky.admin")["value"] == [
-            "the admin API is off (set sticky_admin=HOST:PORT)"]
+        assert run("sticky.admin")["value"][:2] == [
+            f"dashboard: {admin} (open with #token=<token>)", "token from: STICKY_ADMIN_TOKEN"]
+        assert web.wait_for_output(r"dashboard at http://\S+ \(token from STICKY_ADMIN_TOKEN\)")
+        assert "from-the-env" not in web.output()
+        with httpx2.Client(base_url=admin, trust_env=False) as c:
+            assert c.get("/metrics", headers={"authorization": "Bearer from-the-env"}).is_success
+            assert c.get("/metrics", headers={"authorization": "Bearer x"}).status_code == 401
 
 
 def test_a_busy_admin_port_leaves_the_proxy_running(mitmdump_factory: Any, fake_upstream: Any,
