@@ -86,7 +86,7 @@ def test_state(env):
     reply, state = call(api, "GET", "/api/state")
     assert reply.status == 200
     assert state["uptime"] == 5
-    assert state["sessions"] == {"count": 2, "byAlias": {a: 1, "an": 1}}
+    assert state["sessions"] == {"count": 2, "byAlias": {a: 1, "an": 1}, "shared": None}
     by_alias = {x["alias"]: x for x in state["accounts"]}
     assert set(by_alias) == {"oa", "ob", "an", "cg"}
     assert by_alias[a]["requests"] == 2 and by_alias[a]["affinity"] == {"new": 1, "hit": 1}
@@ -257,3 +257,26 @@ def test_no_credential_in_any_answer(env):
             if secret == "tok":  # too short to be meaningful: "token" is a word on the page
                 continue
             assert secret.encode() not in reply.body
+
+
+def test_state_shows_shared_counts_and_evictions_reach_the_store(env):
+    sticky, _, api, _ = env
+    seen = []
+
+    class SharedStore:
+        shared = False
+
+        def shared_sessions(self):
+            return {"oa": 7, "ob": 3}
+
+        def changed(self, pin, how):
+            seen.append((pin.session.rsplit("/", 1)[-1], how))
+
+    sticky.store = SharedStore()
+    pin(sticky, "conv-1")
+    pin(sticky, "conv-2")
+    assert call(api, "GET", "/api/state")[1]["sessions"]["shared"] == {"oa": 7, "ob": 3}
+    call(api, "DELETE", "/api/sessions/conv-1")
+    alias = next(iter(sticky.pins)).alias
+    call(api, "DELETE", f"/api/accounts/{alias}/sessions")
+    assert [x for x in seen if x[1] == "removed"] == [("conv-1", "removed"), ("conv-2", "removed")]

@@ -136,7 +136,8 @@ class AdminApi:
             "now": now,
             "started": s.started,
             "uptime": max(0.0, now - s.started),
-            "sessions": {"count": len(s.pins), "byAlias": dict(s.pins.sessions_per_alias())},
+            "sessions": {"count": len(s.pins), "byAlias": dict(s.pins.sessions_per_alias()),
+                         "shared": _shared(s)},
             "accounts": accounts,
             "totals": {
                 "requests": sum(a["requests"] for a in accounts),
@@ -209,6 +210,13 @@ class AdminApi:
         if account is None:
             raise ApiError(404, "not_found", f"no account {alias!r}")
         return account
+
+
+def _shared(sticky: Any) -> dict[str, int] | None:
+    """Sessions per alias across every proxy on a shared store (None: this proxy only)."""
+    store = getattr(sticky, "store", None)
+    counts = store.shared_sessions() if store is not None else None
+    return None if counts is None else dict(counts)
 
 
 def _match(pattern: tuple[str, ...], raw: list[str]) -> list[str] | None:
