@@ -13,7 +13,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.test_admin_e2e import ask_anthropic, ask_openai, start_proxy
+from tests.harness import openai_client
+from tests.test_admin_e2e import ask_anthropic, start_proxy
 
 pytestmark = pytest.mark.e2e
 
@@ -22,6 +23,15 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 TOKEN = "browser-admin-token-1"
+SYSTEM = "You are a careful assistant who answers briefly. " * 120  # long enough to be cached
+
+
+def ask_openai(proxy: Any, session: str) -> Any:
+    """A turn with a long, stable prefix, so the account's prompt cache shows in the charts."""
+    with openai_client(proxy) as client:
+        return client.responses.create(model="gpt-5", instructions=SYSTEM,
+                                       input=f"hello from {session}",
+                                       extra_headers={"session-id": session})
 
 sync_api = pytest.importorskip("playwright.sync_api")
 if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):  # CI installs it: must run there
