@@ -109,6 +109,8 @@ class Mitmdump:
             args += ["-s", script]
         base = {"confdir": str(self.confdir), "connection_strategy": "lazy",
                 "termlog_verbosity": "info"}
+        if str(STICKY_ADDON) in self.scripts:
+            base["sticky_admin"] = ""  # many proxies at once: only tests that want it listen
         return args + format_options({**base, **self.options}) + self.extra_args
 
     def start(self, timeout: float = 30.0) -> Self:
