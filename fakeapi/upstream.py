@@ -27,6 +27,13 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024  # bursts of 100+ concurrent connections from the proxy
     upstream: FakeUpstream
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client closing its keep-alive connection is not worth a traceback
+        super().handle_error(request, client_address)
+
 
 class FakeUpstream:
     """Fake OpenAI + Anthropic + ChatGPT-backend API with per-account state."""

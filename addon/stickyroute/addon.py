@@ -17,7 +17,7 @@ from typing import Any
 
 from mitmproxy import command, ctx, exceptions, http
 
-from . import rewrite, views
+from . import peek, rewrite, views
 from .accounts import Account, AccountsError, AccountSet
 from .chains import ChainMap, continue_session
 from .choose import Chooser, decide
@@ -174,15 +174,23 @@ class StickyRoute:
         route = classify(self.accounts.provider_for_host(req.host.lower()), req.path)
         if route is None:
             return None  # not an account host: untouched, byte for byte
-        raw, body = _json_body(req) if route.endpoint is not Endpoint.OTHER else (None, None)
+        raw = _decoded_body(req) if route.endpoint is not Endpoint.OTHER else None
         s = self.settings
         session: SessionId | None = None
         client = client_identity(req.headers)
-        if s.enabled:
-            session = identify(route.provider, req.headers, body, s.session_headers,
-                               use_derived=route.endpoint is not Endpoint.OTHER)
-            if body is not None and route.endpoint is Endpoint.RESPONSES:
-                session = self._chain(f"{route.provider}/{client}", body, session)
+        if s.enabled:  # headers first: when they name the session the body may stay unparsed
+            session = identify(route.provider, req.headers, None, s.session_headers)
+        responses = (route.endpoint is Endpoint.RESPONSES
+                     and route.provider in ("openai", "chatgpt"))
+        body = None
+        if raw is not None and peek.body_needed(
+                raw, identify_from_body=s.enabled and session is None, responses=responses,
+                inject_cache_key=s.inject_cache_key, inject_include=s.inject_include):
+            body = rewrite.parse_object(raw)
+            if s.enabled and session is None:
+                session = identify(route.provider, req.headers, body, s.session_headers)
+        if s.enabled and body is not None and route.endpoint is Endpoint.RESPONSES:
+            session = self._chain(f"{route.provider}/{client}", body, session)
         candidates = self._candidates.get(route.provider, [])
         if self.operator_disabled:
             candidates = [a for a in candidates if a.alias not in self.operator_disabled]
@@ -204,8 +212,7 @@ class StickyRoute:
         self.ledger[account.alias].count_request(decision.affinity)
         rewrite.set_credentials(req.headers, account.credential_headers())
         injected: list[str] = []
-        if (body is not None and raw is not None and route.endpoint is Endpoint.RESPONSES
-                and route.provider in ("openai", "chatgpt")):
+        if body is not None and raw is not None and responses:
             cache_key = rewrite.cache_key_for(session.key) if (
                 session and s.inject_cache_key) else None
             add = rewrite.wanted_fields(body, cache_key, s.inject_include)
@@ -293,15 +300,15 @@ def _stamp(path: str) -> tuple[float, int] | None:
     return (st.st_mtime, st.st_size)
 
 
-def _json_body(req: http.Request) -> tuple[bytes | None, dict[str, Any] | None]:
-    """The decoded body and its JSON object; (None, None) when we should not look at it."""
+def _decoded_body(req: http.Request) -> bytes | None:
+    """The body without its content encoding; None when we should not look at it."""
     if not req.raw_content or len(req.raw_content) > MAX_BODY:
-        return None, None
+        return None
     with contextlib.suppress(ValueError):
         raw = req.get_content(strict=True)
         if raw is not None and len(raw) <= MAX_BODY:
-            return raw, rewrite.parse_object(raw)
-    return None, None
+            return raw
+    return None
 
 
 def _describe(meta: dict[str, Any]) -> str:

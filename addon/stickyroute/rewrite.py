@@ -30,8 +30,9 @@ ENCRYPTED_REASONING = "reasoning.encrypted_content"
 def set_credentials(headers: MutableMapping[str, str],
                     credentials: Iterable[tuple[str, str]]) -> None:
     """Drop every client credential header, then set the account's."""
+    present = {name.lower() for name in headers}  # one pass: lookups in mitmproxy's are O(n)
     for name in CLIENT_CREDENTIALS:
-        if name in headers:
+        if name in present:
             del headers[name]
     for name, value in credentials:
         headers[name] = value

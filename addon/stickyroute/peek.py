@@ -1,0 +1,35 @@
+"""Whether a request body must be parsed at all: byte searches on the decoded body, no JSON.
+
+Parsing a 1 MB conversation costs more CPU than mitmproxy spends relaying it, and most
+requests of a client that names its session in a header need nothing from the body. Must
+never say "not needed" when a reader of the body would have found something: every check
+errs towards parsing.
+"""
+
+from __future__ import annotations
+
+# Chain state (identity step 4): a stored response or reasoning items only one account reads.
+_CHAIN_MARKERS = (b'"previous_response_id"', b'"type":"reasoning"', b'"type": "reasoning"')
+
+
+def body_needed(raw: bytes, *, identify_from_body: bool, responses: bool,
+                inject_cache_key: bool, inject_include: bool) -> bool:
+    """False only when neither identity nor the Responses rewrite could use the body.
+
+    `identify_from_body`: no session id came from the headers, so body fields or the derived
+    key decide. `responses`: an OpenAI/ChatGPT Responses request, whose body may carry chain
+    state and may get `prompt_cache_key` / `include` added. A field name that occurs anywhere
+    in the body as a JSON string counts as present (conservative for the chain; for the two
+    injected fields it means a body that mentions them is left as the client wrote it).
+    """
+    if identify_from_body:
+        return True
+    if not responses:
+        return False  # Anthropic / Chat bodies: nothing reads them once the headers named it
+    # Each check is a scan of the body: the ones that usually end early come first.
+    if any(marker in raw for marker in _CHAIN_MARKERS):
+        return True
+    if inject_cache_key and b'"prompt_cache_key"' not in raw:
+        return True
+    return (inject_include and b'"reasoning.encrypted_content"' not in raw
+            and b'"reasoning"' in raw and b'"store"' in raw)
