@@ -246,3 +246,32 @@ def test_ledger_counts_requests_by_affinity(addon_ctx):
     alias = f.metadata["stickyroute"]["account"]
     assert addon.ledger[alias].requests == 3
     assert addon.ledger[alias].affinity == {"new": 1, "hit": 2}
+
+
+def test_sweep_in_slices_yields_to_the_loop(addon_ctx, monkeypatch):
+    import asyncio
+
+    from stickyroute import addon as addon_module
+
+    addon, _, clock = addon_ctx
+    monkeypatch.setattr(addon_module, "SWEEP_SLICE", 10)
+    for i in range(35):
+        addon.pins.put(f"s{i}", "oa", clock.t)
+    addon.pins.put("live", "oa", clock.t + 3000)
+    clock.t += 3600
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def run() -> int:
+        task = asyncio.ensure_future(other_work())
+        gone = await addon.sweep_in_slices()
+        task.cancel()
+        return gone
+
+    assert asyncio.run(run()) == 35
+    assert len(addon.pins) == 1 and turns >= 3  # 4 slices: the loop ran in between

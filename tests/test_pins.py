@@ -91,3 +91,28 @@ def test_remove_alias():
     t.put("s2", "b", 0)
     assert [p.session for p in t.remove_alias("a")] == ["s1"]
     assert t.sessions_per_alias() == {"b": 1}
+
+
+def test_expire_in_slices_removes_the_same_pins():
+    whole, sliced = PinTable(idle_timeout=10, max_age=50), PinTable(idle_timeout=10, max_age=50)
+    for t in (whole, sliced):
+        for i in range(25):
+            t.put(f"s{i}", "a", i)
+        t.put("s3", "b", 30)  # leaves a stale birth entry behind
+    expected = [p.session for p in whole.expire(60)]
+    got: list[str] = []
+    while sliced.expire_pending(60):
+        batch = sliced.expire(60, limit=4)
+        assert len(batch) <= 4
+        got += [p.session for p in batch]
+    assert sorted(got) == sorted(expected) and len(sliced) == len(whole) == 0
+
+
+def test_expire_pending_looks_at_both_orders():
+    t = PinTable(idle_timeout=10, max_age=30)
+    pin, _ = t.put("s", "a", 0)
+    assert not t.expire_pending(5)
+    assert t.expire_pending(10)  # idle
+    t.touch(pin, 25)
+    assert not t.expire_pending(29) and t.expire_pending(30)  # too old though in use
+    assert t.expire(30, limit=0) == [] and len(t) == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import time
@@ -36,6 +37,7 @@ logger = logging.getLogger("stickyroute")
 META = "stickyroute"
 MAX_BODY = 32 * 1024 * 1024  # decoded bytes we are willing to look at
 WATCH_INTERVAL = 1.0
+SWEEP_SLICE = 1000  # pins per event-loop turn: ~1 ms of work
 
 
 class StickyRoute:
@@ -108,7 +110,7 @@ class StickyRoute:
     # ---- lifecycle ---------------------------------------------------------------------
     def running(self) -> None:
         self._tasks = [asyncio.ensure_future(self._every(lambda: self.settings.sweep_interval,
-                                                         self.sweep)),
+                                                         self.sweep_in_slices)),
                        asyncio.ensure_future(self._every(lambda: WATCH_INTERVAL,
                                                          self.reload_accounts_if_changed))]
 
@@ -121,7 +123,9 @@ class StickyRoute:
         while True:
             await asyncio.sleep(interval())
             try:
-                job()
+                result = job()
+                if inspect.isawaitable(result):
+                    await result
             except Exception:  # a background job must never die silently
                 logger.exception("stickyroute: background job failed")
 
@@ -134,6 +138,22 @@ class StickyRoute:
         if gone:
             logger.debug("stickyroute: swept %d expired pins", len(gone))
         return len(gone)
+
+    async def sweep_in_slices(self) -> int:
+        """sweep(), SWEEP_SLICE pins at a time, letting requests run in between.
+
+        Expiring 100 k pins in one call holds the event loop (every flow) for ~100 ms.
+        """
+        total = 0
+        while True:
+            now = self.clock()
+            total += len(self.pins.expire(now, limit=SWEEP_SLICE))
+            if not self.pins.expire_pending(now):
+                break
+            await asyncio.sleep(0)
+        if total:
+            logger.debug("stickyroute: swept %d expired pins", total)
+        return total
 
     def reload_accounts_if_changed(self) -> bool:
         path = self.settings.accounts_path

@@ -137,25 +137,39 @@ class PinTable:
             self._drop(p.session)
         return gone
 
-    def expire(self, now: float) -> list[Pin]:
-        """Remove idle and too-old pins; cost grows with what expired, not with the table."""
+    def expire(self, now: float, limit: int | None = None) -> list[Pin]:
+        """Remove idle and too-old pins; cost grows with what expired, not with the table.
+
+        `limit` bounds the work of one call (pins removed plus stale entries skipped), so a
+        caller on an event loop can sweep a large expiry in slices; `expire_pending` says
+        whether another slice is due.
+        """
         gone: list[Pin] = []
-        while self._by_use:
+        budget = limit if limit is not None else -1
+        while self._by_use and budget != 0:
             session, pin = next(iter(self._by_use.items()))
             if now - pin.last_used < self.idle_timeout:
                 break
             self._drop(session)
             gone.append(pin)
-        while self._by_birth:
+            budget -= 1
+        while self._by_birth and budget != 0:
             created, session = self._by_birth[0]
             if now - created < self.max_age:
                 break
+            budget -= 1
             self._by_birth.popleft()
             pin_or_none = self._by_use.get(session)
             if pin_or_none is not None and pin_or_none.created == created:
                 self._drop(session)
                 gone.append(pin_or_none)
         return gone
+
+    def expire_pending(self, now: float) -> bool:
+        """Whether expire(now) would find anything to do (looks at the two fronts only)."""
+        if self._by_use and now - next(iter(self._by_use.values())).last_used >= self.idle_timeout:
+            return True
+        return bool(self._by_birth) and now - self._by_birth[0][0] >= self.max_age
 
     def _drop(self, session: str) -> Pin | None:
         # The matching _by_birth entry stays behind; expire() skips it when its time comes.
