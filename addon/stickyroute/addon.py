@@ -37,7 +37,7 @@ logger = logging.getLogger("stickyroute")
 META = "stickyroute"
 MAX_BODY = 32 * 1024 * 1024  # decoded bytes we are willing to look at
 WATCH_INTERVAL = 1.0
-SWEEP_SLICE = 1000  # pins per event-loop turn: ~1 ms of work
+SWEEP_SLICE = 500  # pins per event-loop turn: well under 1 ms of work
 
 
 class StickyRoute:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(slots=True)
@@ -26,7 +26,7 @@ class Pin:
     tokens_cached: int = 0
     cost_micros: int = 0
     moves: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
+    extra: dict[str, object] | None = None  # made on first use: an empty dict is 64 B a pin
 
     def as_dict(self) -> dict[str, object]:
         return {
