@@ -42,5 +42,9 @@ test *ARGS: setup
 
 # ruff + mypy
 lint: setup
-    "{{py}}" -m ruff check addon tests fakeapi demo
+    "{{py}}" -m ruff check addon tests fakeapi demo bench
     "{{py}}" -m mypy addon/stickyroute
+
+# cache economics + overhead + table scale report (bench/results/latest.md); --quick, --smoke
+bench *ARGS: setup
+    "{{py}}" -m bench {{ARGS}}

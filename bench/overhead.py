@@ -1,0 +1,218 @@
+"""Overhead: the same requests through mitmdump + a no-op addon and mitmdump + stickyroute.
+
+Both proxies run side by side in one run against one fake upstream (its own process, so it
+does not share the client's GIL); requests alternate between them so drift hits both alike.
+CPU is the proxy process's own (sum of its threads' run time from /proc, in nanoseconds);
+latency is what the client sees, so "added" is stickyroute's p50/p99 minus the no-op's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import zstandard
+
+from tests.harness import (
+    NOOP_ADDON,
+    OPENAI_BASE_URL,
+    REDIRECT_ADDON,
+    REPO,
+    STICKY_ADDON,
+    Mitmdump,
+    find_free_port,
+    raw_client,
+)
+
+SIZES = {"1 KB": 1_000, "100 KB": 100_000, "1 MB": 1_000_000}
+KEYS = {"sk-bench-0": "acct-0", "sk-bench-1": "acct-1"}
+SESSIONS = 8
+
+
+@dataclass
+class BodyResult:
+    size: str
+    encoding: str
+    requests: int
+    cpu_noop_ms: float  # proxy CPU per request
+    cpu_sticky_ms: float
+    p50_noop_ms: float
+    p50_sticky_ms: float
+    p99_noop_ms: float
+    p99_sticky_ms: float
+
+    @property
+    def cpu_added(self) -> float:
+        return self.cpu_sticky_ms / self.cpu_noop_ms - 1 if self.cpu_noop_ms else 0.0
+
+
+@dataclass
+class StreamResult:
+    megabytes: float  # size of one streamed answer
+    direct_mbps: float
+    noop_mbps: float
+    sticky_mbps: float
+    cpu_noop_ms_per_mb: float
+    cpu_sticky_ms_per_mb: float
+
+
+def cpu_ns(pid: int) -> int:
+    """Run time of every thread of a process, in ns (finer than utime+stime's 10 ms ticks)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that ended in between
+    return total
+
+
+@contextmanager
+def fake_process() -> Iterator[str]:
+    """`python -m fakeapi` on a free port; yields host:port."""
+    port = find_free_port()
+    args = [sys.executable, "-m", "fakeapi", "--port", str(port)]
+    for key, name in KEYS.items():
+        args += ["--key", f"{key}={name}"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not re.search(r"listening at", line):
+            raise RuntimeError(f"fakeapi did not start: {line!r}")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def make_body(size: int, session: int) -> bytes:
+    """A Codex-shaped Responses body of about `size` bytes with `input` message items."""
+    body: dict[str, Any] = {"model": "gpt-5-codex", "instructions": "You are a coding agent.",
+                            "input": [], "stream": False, "store": False,
+                            "prompt_cache_key": f"bench-session-{session}",
+                            "reasoning": {"effort": "medium"},
+                            "include": ["reasoning.encrypted_content"]}
+    base = len(json.dumps(body))
+    chunk = f"session {session} line of code; " * 16  # ~500 bytes per message
+    n = max(1, (size - base) // (len(chunk) + 40))
+    body["input"] = [{"type": "message", "role": "user" if i % 2 == 0 else "assistant",
+                      "content": chunk} for i in range(n)]
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class Pair:
+    """The no-op proxy and the stickyroute proxy, with one keep-alive client each."""
+
+    def __init__(self, fake: str, workdir: Path, stack: ExitStack) -> None:
+        accounts = workdir / "accounts-overhead.yaml"
+        accounts.write_text("accounts:\n" + "".join(
+            f"  - alias: {name}\n    provider: openai\n    api_key: {key}\n"
+            for key, name in KEYS.items()))
+        redirect = {"fake_upstream": fake}
+        self.noop = stack.enter_context(Mitmdump([NOOP_ADDON, REDIRECT_ADDON], redirect,
+                                                 confdir=workdir / "mitm-noop"))
+        self.sticky = stack.enter_context(Mitmdump(
+            [STICKY_ADDON, REDIRECT_ADDON], {"sticky_accounts": str(accounts), **redirect},
+            confdir=workdir / "mitm-sticky"))
+        self.clients = {name: stack.enter_context(raw_client(proxy, timeout=120))
+                        for name, proxy in (("noop", self.noop), ("sticky", self.sticky))}
+        self.pids = {"noop": self.noop.proc.pid, "sticky": self.sticky.proc.pid}  # type: ignore[union-attr]
+
+
+def measure_bodies(pair: Pair, size_name: str, encoding: str, n: int) -> BodyResult:
+    url = f"{OPENAI_BASE_URL}/responses"
+    zstd = zstandard.ZstdCompressor()
+    bodies = []
+    for s in range(SESSIONS):
+        raw = make_body(SIZES[size_name], s)
+        bodies.append(zstd.compress(raw) if encoding == "zstd" else raw)
+    headers = {"content-type": "application/json", "authorization": "Bearer sk-bench-0",
+               "x-fake-output-tokens": "20"}
+    if encoding == "zstd":
+        headers["content-encoding"] = "zstd"
+
+    def send(name: str, i: int) -> float:
+        h = {**headers, "session-id": f"bench-thread-{i % SESSIONS}"}
+        t0 = time.perf_counter()
+        r = pair.clients[name].post(url, headers=h, content=bodies[i % SESSIONS])
+        elapsed = time.perf_counter() - t0
+        if r.status_code != 200:
+            raise RuntimeError(f"{name} proxy answered {r.status_code}: {r.text[:200]}")
+        return elapsed
+
+    for i in range(3):  # warm up: connections, TLS, first pins
+        send("noop", i), send("sticky", i)
+    lat: dict[str, list[float]] = {"noop": [], "sticky": []}
+    cpu0 = {name: cpu_ns(pid) for name, pid in pair.pids.items()}
+    for i in range(n):
+        order = ("noop", "sticky") if i % 2 == 0 else ("sticky", "noop")
+        for name in order:
+            lat[name].append(send(name, i))
+    cpu = {name: (cpu_ns(pid) - cpu0[name]) / n / 1e6 for name, pid in pair.pids.items()}
+    ms = {name: [x * 1e3 for x in values] for name, values in lat.items()}
+    return BodyResult(size_name, encoding, n, cpu["noop"], cpu["sticky"],
+                      statistics.median(ms["noop"]), statistics.median(ms["sticky"]),
+                      _percentile(ms["noop"], 0.99), _percentile(ms["sticky"], 0.99))
+
+
+def measure_stream(pair: Pair, fake: str, output_tokens: int, repeats: int) -> StreamResult:
+    body = make_body(2_000, 0)
+    body = body.replace(b'"stream":false', b'"stream":true')
+    headers = {"content-type": "application/json", "authorization": "Bearer sk-bench-0",
+               "session-id": "bench-stream", "x-fake-output-tokens": str(output_tokens)}
+    direct = httpx2.Client(trust_env=False, timeout=120)
+
+    def one(client: httpx2.Client, url: str, h: dict[str, str]) -> tuple[int, float]:
+        t0 = time.perf_counter()
+        size = 0
+        with client.stream("POST", url, headers=h, content=body) as r:
+            for chunk in r.iter_raw():
+                size += len(chunk)
+        return size, time.perf_counter() - t0
+
+    results: dict[str, list[float]] = {"direct": [], "noop": [], "sticky": []}
+    cpu: dict[str, float] = {"noop": 0.0, "sticky": 0.0}
+    size = 0
+    with direct:
+        for _ in range(repeats):
+            size, t = one(direct, f"http://{fake}/v1/responses",
+                          {**headers, "authorization": "Bearer sk-bench-0"})
+            results["direct"].append(size / t / 1e6)
+            for name in ("noop", "sticky"):
+                before = cpu_ns(pair.pids[name])
+                size, t = one(pair.clients[name], f"{OPENAI_BASE_URL}/responses", headers)
+                cpu[name] += (cpu_ns(pair.pids[name]) - before) / 1e6
+                results[name].append(size / t / 1e6)
+    mb = size / 1e6
+    return StreamResult(mb, *(statistics.median(results[k]) for k in ("direct", "noop", "sticky")),
+                        cpu["noop"] / repeats / mb, cpu["sticky"] / repeats / mb)
+
+
+def run(workdir: Path, n: dict[str, int], stream_tokens: int, stream_repeats: int,
+        encodings: tuple[str, ...] = ("identity", "zstd")) -> tuple[list[BodyResult],
+                                                                    StreamResult]:
+    with ExitStack() as stack:
+        fake = stack.enter_context(fake_process())
+        pair = Pair(fake, workdir, stack)
+        bodies = [measure_bodies(pair, size, enc, n[size]) for size in n for enc in encodings]
+        stream = measure_stream(pair, fake, stream_tokens, stream_repeats)
+    return bodies, stream

@@ -1,0 +1,167 @@
+"""The bench's Markdown report and its cache-by-turn plot."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from .economics import ScenarioResult
+from .overhead import BodyResult, StreamResult
+from .scale import ScaleResult
+
+TARGET_1M_MB = 300.0
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _spread(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    return "∞" if math.isinf(x) else f"{x:.2f}"
+
+
+def economics(results: list[ScenarioResult], accounts: int) -> list[str]:
+    base = next((r.share for r in results if r.name == "a"), 0.0)
+    rows = []
+    for r in results:
+        n = 1 if r.name == "a" else accounts
+        rows.append([
+            f"({r.name}) {r.title}", _pct(r.share), _pct(r.share / base) if base else "n/a",
+            " / ".join(str(v) for v in r.requests_per_account.values()),
+            _spread(r.spread(r.requests_per_account, n)),
+            " / ".join(str(v) for v in r.sessions_per_account.values()),
+            _spread(r.spread(r.sessions_per_account, n)),
+            r.affinity_breaks, r.client_errors, r.turns_failed, f"{r.seconds:.1f}"])
+    lines = _table(["scenario", "cached share", "% of (a)", "requests per account",
+                    "spread", "sessions per account", "spread", "affinity breaks",
+                    "client errors", "failed turns", "seconds"], rows)
+    turns = max((len(r.cache_by_turn) for r in results), default=0)
+    lines += ["", "Cached share of prompt tokens per turn:", ""]
+    lines += _table(["turn", *(f"({r.name})" for r in results)],
+                    [[t + 1, *(_pct(r.cache_by_turn[t]) for r in results)]
+                     for t in range(turns)])
+    return lines
+
+
+def overhead(bodies: list[BodyResult], stream: StreamResult) -> list[str]:
+    rows = [[b.size, b.encoding, b.requests, f"{b.cpu_noop_ms:.2f}", f"{b.cpu_sticky_ms:.2f}",
+             f"{100 * b.cpu_added:+.1f}%",
+             f"{b.p50_noop_ms:.1f}", f"{b.p50_sticky_ms - b.p50_noop_ms:+.2f}",
+             f"{b.p99_noop_ms:.1f}", f"{b.p99_sticky_ms - b.p99_noop_ms:+.2f}"]
+            for b in bodies]
+    lines = _table(["body", "encoding", "requests", "CPU ms/req no-op", "CPU ms/req sticky",
+                    "CPU added", "p50 ms no-op", "p50 added ms", "p99 ms no-op",
+                    "p99 added ms"], rows)
+    lines += ["", f"SSE: one streamed Responses answer of {stream.megabytes:.1f} MB:", ""]
+    lines += _table(["path", "MB/s", "proxy CPU ms per MB"], [
+        ["direct to the fake", f"{stream.direct_mbps:.1f}", "-"],
+        ["mitmdump + no-op", f"{stream.noop_mbps:.1f}", f"{stream.cpu_noop_ms_per_mb:.0f}"],
+        ["mitmdump + stickyroute", f"{stream.sticky_mbps:.1f}",
+         f"{stream.cpu_sticky_ms_per_mb:.0f}"]])
+    return lines
+
+
+def scale(results: list[ScaleResult]) -> list[str]:
+    rows = [[f"{r.pins:,}", f"{r.bytes_per_pin:.0f}", f"{r.table_mb:.0f}", f"{r.lookup_us:.2f}",
+             f"{r.hook_us:.0f}", f"{r.sweep_ms:.1f}", f"{r.stall_unsliced_ms:.1f}",
+             f"{r.stall_sliced_ms:.1f}"] for r in results]
+    return _table(["pins", "bytes/pin", "table MB", "get+touch µs", "request hook µs",
+                   "sweep of 10% ms", "stall, one-call sweep ms", "stall, addon sweep ms"],
+                  rows)
+
+
+def targets(econ: list[ScenarioResult], accounts: int, bodies: list[BodyResult],
+            table: list[ScaleResult]) -> list[list[str]]:
+    rows: list[list[str]] = []
+
+    def row(name: str, value: str, ok: bool | None) -> None:
+        rows.append([name, value, "n/a" if ok is None else ("met" if ok else "**missed**")])
+
+    by = {r.name: r for r in econ}
+    if "a" in by and "c" in by and by["a"].share:
+        ratio = by["c"].share / by["a"].share
+        row("cached share (c) ≥ 99% of (a)", _pct(ratio), ratio >= 0.99)
+    if "c" in by:
+        spreads = [by["c"].spread(by["c"].requests_per_account, accounts),
+                   by["c"].spread(by["c"].sessions_per_account, accounts)]
+        worst = max(s for s in spreads if s is not None) if accounts > 1 else None
+        row("load spread (c) ≤ 1.25 (requests, sessions)",
+            " / ".join(_spread(s) for s in spreads), None if worst is None else worst <= 1.25)
+    if bodies:
+        worst_b = max(bodies, key=lambda b: b.cpu_added)
+        row("CPU added per request ≤ 5%",
+            f"worst {100 * worst_b.cpu_added:+.1f}% ({worst_b.size} {worst_b.encoding}); "
+            + ", ".join(f"{b.size} {b.encoding} {100 * b.cpu_added:+.0f}%" for b in bodies),
+            worst_b.cpu_added <= 0.05)
+        at100 = [b for b in bodies if b.size == "100 KB"]
+        if at100:
+            added = max(b.p99_sticky_ms - b.p99_noop_ms for b in at100)
+            row("added p99 ≤ 2 ms at 100 KB", f"{added:+.2f} ms", added <= 2.0)
+    if table:
+        ratio = table[-1].hook_us / table[0].hook_us
+        row("per-request work independent of table size",
+            f"request hook {table[0].hook_us:.0f} µs at {table[0].pins:,} pins, "
+            f"{table[-1].hook_us:.0f} µs at {table[-1].pins:,}", ratio <= 1.5)
+        biggest = table[-1]
+        mb = biggest.bytes_per_pin * 1_000_000 / 1e6
+        how = "measured" if biggest.pins >= 1_000_000 else f"from {biggest.pins:,} pins"
+        row("1 M pins ≤ 300 MB", f"{mb:.0f} MB ({how})", mb <= TARGET_1M_MB)
+        stall = max(r.stall_sliced_ms for r in table)
+        row("no sweep stall > 10 ms", f"{stall:.1f} ms (one-call sweep: "
+            f"{max(r.stall_unsliced_ms for r in table):.1f} ms)", stall <= 10.0)
+    return rows
+
+
+def markdown(meta: dict[str, str], econ: list[ScenarioResult], accounts: int,
+             bodies: list[BodyResult], stream: StreamResult | None,
+             table: list[ScaleResult], notes: list[str]) -> str:
+    lines = ["# stickyroute bench", ""]
+    lines += [f"- {k}: {v}" for k, v in meta.items()]
+    lines += ["", "## Targets", ""]
+    lines += _table(["target", "measured", ""], targets(econ, accounts, bodies, table))
+    if econ:
+        lines += ["", "## Cache economics", ""] + economics(econ, accounts)
+    if bodies and stream is not None:
+        lines += ["", "## Overhead (no-op addon vs stickyroute, same requests)", ""]
+        lines += overhead(bodies, stream)
+    if table:
+        lines += ["", "## Pin table scale", ""] + scale(table)
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def plot(econ: list[ScenarioResult], path: Path) -> Path | None:
+    """cache % per turn, one line per scenario; None when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for r in econ:
+        turns = range(1, len(r.cache_by_turn) + 1)
+        ax.plot(turns, [100 * x for x in r.cache_by_turn], marker="o", label=f"({r.name}) "
+                f"{r.title}")
+    ax.set_xlabel("turn")
+    ax.set_ylabel("cached share of prompt tokens (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("stickyroute bench: prompt-cache hits per turn")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
