@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -34,6 +35,8 @@ from tests.harness import (
     find_free_port,
     raw_client,
 )
+
+from .workload import CHARS_PER_TOKEN, words
 
 SIZES = {"1 KB": 1_000, "100 KB": 100_000, "1 MB": 1_000_000}
 KEYS = {"sk-bench-0": "acct-0", "sk-bench-1": "acct-1"}
@@ -106,11 +109,17 @@ def make_body(size: int, session: int) -> bytes:
                             "prompt_cache_key": f"bench-session-{session}",
                             "reasoning": {"effort": "medium"},
                             "include": ["reasoning.encrypted_content"]}
-    base = len(json.dumps(body))
-    chunk = f"session {session} line of code; " * 16  # ~500 bytes per message
-    n = max(1, (size - base) // (len(chunk) + 40))
-    body["input"] = [{"type": "message", "role": "user" if i % 2 == 0 else "assistant",
-                      "content": chunk} for i in range(n)]
+    # Text that compresses about as well as a real transcript (zstd ~2x), not a repeated
+    # line that zstd shrinks a thousandfold.
+    rng = random.Random(session)
+    items: list[dict[str, Any]] = []
+    left = size - len(json.dumps(body))
+    while left > 0:
+        text = words(rng, max(1, min(500, left - 60) // CHARS_PER_TOKEN))
+        items.append({"type": "message", "role": "user" if len(items) % 2 == 0 else "assistant",
+                      "content": text})
+        left -= len(text) + 60
+    body["input"] = items
     return json.dumps(body, separators=(",", ":")).encode()
 
 

@@ -64,3 +64,9 @@ fields = st.fixed_dictionaries({}, optional={
 def test_never_skips_a_body_the_rewrite_would_change(body, cache_key, include):
     if not needed(body, inject_cache_key=cache_key, inject_include=include):
         assert rewrite.wanted_fields(body, "k" if cache_key else None, include) == {}
+
+
+@pytest.mark.parametrize("text", ['\\"reasoning\\"', '"type":"reasoning"', "reasoning"])
+def test_text_that_mentions_reasoning_is_not_an_item(text):
+    body = {**CODEX, "input": [{"type": "message", "role": "user", "content": text}]}
+    assert not needed(body)

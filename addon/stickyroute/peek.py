@@ -8,9 +8,6 @@ errs towards parsing.
 
 from __future__ import annotations
 
-# Chain state (identity step 4): a stored response or reasoning items only one account reads.
-_CHAIN_MARKERS = (b'"previous_response_id"', b'"type":"reasoning"', b'"type": "reasoning"')
-
 
 def body_needed(raw: bytes, *, identify_from_body: bool, responses: bool,
                 inject_cache_key: bool, inject_include: bool) -> bool:
@@ -26,10 +23,20 @@ def body_needed(raw: bytes, *, identify_from_body: bool, responses: bool,
         return True
     if not responses:
         return False  # Anthropic / Chat bodies: nothing reads them once the headers named it
-    # Each check is a scan of the body: the ones that usually end early come first.
-    if any(marker in raw for marker in _CHAIN_MARKERS):
-        return True
+    # Each search is a pass over the body (~1 ms per MB): as few as possible.
+    if b'"previous_response_id"' in raw:
+        return True  # chain state: a stored response only one account can read
+    has_include = has_reasoning = False
+    at = raw.find(b'"reasoning')  # a JSON string starts here (escaped quotes never match)
+    while at != -1:
+        if raw.startswith(b'"reasoning.encrypted_content"', at):
+            has_include = True
+        elif raw.startswith(b'"reasoning"', at):
+            before = raw[max(0, at - 8):at]
+            if before.endswith((b'"type":', b'"type": ')):
+                return True  # a reasoning item: chain state (and maybe sealed content)
+            has_reasoning = True
+        at = raw.find(b'"reasoning', at + 10)
     if inject_cache_key and b'"prompt_cache_key"' not in raw:
         return True
-    return (inject_include and b'"reasoning.encrypted_content"' not in raw
-            and b'"reasoning"' in raw and b'"store"' in raw)
+    return inject_include and has_reasoning and not has_include and b'"store"' in raw
