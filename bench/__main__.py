@@ -65,6 +65,21 @@ def _meta(mode: str, load_before: float) -> dict[str, str]:
     }
 
 
+PROFILE_NOTE = (
+    "Where the CPU goes (py-spy on both mitmdumps while the overhead rows run; see "
+    "docs/bench.md): per request, stickyroute's fixed cost is its log line through mitmproxy's "
+    "termlog handler (about half), header lookups (mitmproxy's Headers.get is a linear, "
+    "case-folding scan; identify asks for ~12 names) and routing; per byte, the body searches "
+    "of peek.body_needed (~1 ms per MB per pass, 2-3 passes) and, for zstd bodies, decoding "
+    "them, which the no-op proxy never does. json.loads, the biggest cost before, now runs "
+    "only for bodies something reads."
+)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
 def _notes(econ: list[economics.ScenarioResult], plan: Plan) -> list[str]:
     notes = [
         "Cached share = cached prompt tokens / prompt tokens, summed over every successful "
@@ -87,6 +102,15 @@ def _notes(econ: list[economics.ScenarioResult], plan: Plan) -> list[str]:
         "the json.loads time (~1.5 ms per 100 KB on this machine) to those.",
     ]
     by = {r.name: r for r in econ}
+    if "a" in by and "c" in by and by["a"].share_from(1):
+        a, c = by["a"].share_from(1), by["c"].share_from(1)
+        notes.append(
+            f"From the second turn on, (c) caches {_pct(c)} against (a)'s {_pct(a)} "
+            f"({_pct(c / a)} of (a)): the (c)/(a) gap is first turns finding a shared "
+            "system prompt "
+            "cold on their account. A strategy that places new sessions by system-prompt "
+            "prefix could close part of it; pinning itself loses nothing.")
+    notes.append(PROFILE_NOTE)
     if "d" in by and by["d"].client_errors:
         notes.append(f"(d) on this commit: {by['d'].client_errors} error answers reached "
                      "clients: the proxy passes the failing account's 429s through "

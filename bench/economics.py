@@ -66,11 +66,18 @@ class ScenarioResult:
     requests_per_account: dict[str, int] = field(default_factory=dict)
     sessions_per_account: dict[str, int] = field(default_factory=dict)
     cache_by_turn: list[float] = field(default_factory=list)
+    tokens_by_turn: list[tuple[int, int]] = field(default_factory=list)  # (cached, prompt)
     seconds: float = 0.0
 
     @property
     def share(self) -> float:
         return self.cached_tokens / self.input_tokens if self.input_tokens else 0.0
+
+    def share_from(self, turn: int) -> float:
+        """Cached share over turns `turn`.. (0-based): without the conversations' first turns."""
+        cached = sum(c for c, _ in self.tokens_by_turn[turn:])
+        prompt = sum(p for _, p in self.tokens_by_turn[turn:])
+        return cached / prompt if prompt else 0.0
 
     @staticmethod
     def spread(counts: dict[str, int], accounts: int) -> float | None:
@@ -211,6 +218,7 @@ def _tally(result: ScenarioResult, log: list[dict[str, Any]], turns: int) -> Non
     result.sessions_per_account = dict(sorted(sessions.items()))
     result.cache_by_turn = [per_turn_cached[t] / per_turn_in[t] if per_turn_in[t] else 0.0
                             for t in range(turns)]
+    result.tokens_by_turn = [(per_turn_cached[t], per_turn_in[t]) for t in range(turns)]
 
 
 def run(plan: Plan, workdir: Path, only: str = "abcd") -> list[ScenarioResult]:

@@ -185,3 +185,15 @@ def test_incremental_decoding(encoding, encode):
 
 def test_unknown_encoding_is_not_decoded():
     assert decoder_for("compress") is None
+
+
+def test_text_delta_events_are_not_parsed(monkeypatch):
+    from stickyroute import observe as observe_module
+
+    parsed = []
+    real = observe_module._loads
+    monkeypatch.setattr(observe_module, "_loads", lambda data: parsed.append(data) or real(data))
+    obs = observe("responses", RESPONSES_STREAM + sse("response.output_text.delta", "{not json"))
+    assert obs.usage == Usage(input=2000, cached=1536, output=40, reasoning=12)
+    assert not any("output_text.delta" in d for d in parsed) and len(parsed) == 3
+    assert observe("messages", ANTHROPIC_STREAM).usage.output == 77
