@@ -275,3 +275,4 @@ def test_sweep_in_slices_yields_to_the_loop(addon_ctx, monkeypatch):
 
     assert asyncio.run(run()) == 35
     assert len(addon.pins) == 1 and turns >= 3  # 4 slices: the loop ran in between
+    assert addon.sweeps.count == 1 and addon.sweeps.removed == 35
