@@ -38,6 +38,7 @@ class Clock:
 def accounts_file(tmp_path):
     p = tmp_path / "accounts.yaml"
     p.write_text(ACCOUNTS)
+    p.chmod(0o600)  # a looser mode makes the addon warn
     return p
 
 

@@ -10,7 +10,9 @@ def make_addons() -> list[Any]:
     from .addon import StickyRoute
     from .admin import StickyAdmin
     from .follow import Follow
+    from .guard import Guard
     from .persist import Persistence
 
     route = StickyRoute()
-    return [route, Follow(route), Persistence(route), StickyAdmin(route)]
+    # the guard's gate runs before routing; it masks credentials once a request is sent
+    return [Guard(route), route, Follow(route), Persistence(route), StickyAdmin(route)]

@@ -6,6 +6,7 @@ error message or a repr: errors name the alias and the field, never the value.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .clients import ClientGate, parse_clients
 
 PROVIDERS = ("openai", "anthropic", "chatgpt")
 DEFAULT_HOSTS: dict[str, tuple[str, ...]] = {
@@ -25,7 +28,7 @@ ACCOUNT_FIELDS = frozenset(
     {"alias", "provider", "api_key", "api_key_file", "account_id", "weight", "hosts", "headers",
      "enabled"}
 )
-TOP_LEVEL_KEYS = frozenset({"accounts", "prices"})
+TOP_LEVEL_KEYS = frozenset({"accounts", "prices", "clients"})
 _ALIAS_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HOST_RE = re.compile(r"^[a-z0-9.-]+$")
@@ -45,6 +48,7 @@ class Account:
     hosts: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     enabled: bool = True
+    key_file: str | None = field(default=None, repr=False, compare=False)
 
     def credential_headers(self) -> list[tuple[str, str]]:
         """The headers that authenticate a request as this account."""
@@ -68,6 +72,8 @@ class Account:
 class AccountSet:
     accounts: tuple[Account, ...] = ()
     prices: Mapping[str, Any] = field(default_factory=dict)
+    clients: ClientGate | None = None  # None: no client gate, every client may use every account
+    files: tuple[str, ...] = ()  # the accounts file and the key files it read
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_alias", {a.alias: a for a in self.accounts})
@@ -127,9 +133,11 @@ def load_accounts(path: str | Path, env: Mapping[str, str] | None = None) -> Acc
     except UnicodeDecodeError:
         raise AccountsError(f"{p}: accounts file is not UTF-8 text") from None
     try:
-        return parse_accounts(text, base_dir=p.parent, env=os.environ if env is None else env)
+        parsed = parse_accounts(text, base_dir=p.parent, env=os.environ if env is None else env)
     except AccountsError as e:
         raise AccountsError(f"{p}:{e}") from None
+    key_files = tuple(a.key_file for a in parsed.accounts if a.key_file)
+    return dataclasses.replace(parsed, files=(str(p), *key_files))
 
 
 def parse_accounts(
@@ -183,7 +191,13 @@ def parse_accounts(
     prices = data.get("prices") or {}
     if not isinstance(prices, dict):
         raise AccountsError(f"{lines['prices']}: 'prices' must be a mapping of model -> prices")
-    return AccountSet(tuple(accounts), _strip_lines(prices))
+    clients = None
+    if "clients" in data:
+        try:
+            clients = parse_clients(data["clients"], lines["clients"], seen)
+        except ValueError as e:
+            raise AccountsError(str(e)) from None
+    return AccountSet(tuple(accounts), _strip_lines(prices), clients)
 
 
 def _strip_lines(value: Any) -> Any:
@@ -214,7 +228,7 @@ def _parse_account(entry: dict[str, Any], base_dir: Path, env: Mapping[str, str]
     if provider not in PROVIDERS:
         raise fail("provider", f"{alias}: unknown provider {provider!r} "
                                f"(expected one of: {', '.join(PROVIDERS)})")
-    api_key = _credential(entry, alias, base_dir, env, fail)
+    api_key, key_file = _credential(entry, alias, base_dir, env, fail)
     account_id = entry.get("account_id")
     if account_id is not None:
         account_id = _expand(str(account_id), alias, "account_id", env, fail)
@@ -243,11 +257,12 @@ def _parse_account(entry: dict[str, Any], base_dir: Path, env: Mapping[str, str]
     enabled = entry.get("enabled", True)
     if not isinstance(enabled, bool):
         raise fail("enabled", f"{alias}: enabled must be true or false")
-    return Account(alias, provider, api_key, account_id, weight, tuple(hosts), headers, enabled)
+    return Account(alias, provider, api_key, account_id, weight, tuple(hosts), headers, enabled,
+                   key_file)
 
 
 def _credential(entry: dict[str, Any], alias: str, base_dir: Path, env: Mapping[str, str],
-                fail: Any) -> str:
+                fail: Any) -> tuple[str, str | None]:
     has_key, has_file = "api_key" in entry, "api_key_file" in entry
     if has_key == has_file:
         raise fail(None, f"{alias}: give exactly one of 'api_key' or 'api_key_file'")
@@ -256,6 +271,7 @@ def _credential(entry: dict[str, Any], alias: str, base_dir: Path, env: Mapping[
         if not isinstance(raw, str) or not raw.strip():
             raise fail("api_key", f"{alias}: api_key must be a non-empty string")
         key = _expand(raw, alias, "api_key", env, fail)
+        path = None
     else:
         raw_path = entry["api_key_file"]
         if not isinstance(raw_path, str):
@@ -269,7 +285,7 @@ def _credential(entry: dict[str, Any], alias: str, base_dir: Path, env: Mapping[
                 from None
     if not key.strip() or any(c in key for c in "\r\n"):
         raise fail("api_key", f"{alias}: the credential is empty or spans several lines")
-    return key.strip()
+    return key.strip(), str(path) if path else None
 
 
 def _expand(value: str, alias: str, what: str, env: Mapping[str, str], fail: Any) -> str:

@@ -8,7 +8,6 @@ traffic (that would skip later addons for the flow) and never log or store a cre
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import os
@@ -18,13 +17,15 @@ from typing import Any
 
 from mitmproxy import command, ctx, exceptions, http
 
-from . import peek, rewrite, views
+from . import masking, peek, rewrite, views
 from .accounts import Account, AccountsError, AccountSet
+from .bodycap import bounded_decode
 from .chains import ChainMap, continue_session
 from .choose import Chooser, decide
 from .claim import Claims
 from .classify import Endpoint, classify
 from .errors import NoAccount
+from .guard import CLIENT, CLIENT_ID, SIGNED
 from .identify import SessionId, client_identity, identify
 from .ledger import Ledger, SweepStats
 from .pins import PinTable
@@ -106,6 +107,9 @@ class StickyRoute:
         summary = ", ".join(f"{a.alias} ({a.provider}{'' if a.enabled else ', disabled'})"
                             for a in accounts.accounts)
         logger.info("stickyroute: %d accounts: %s", len(accounts.accounts), summary or "none")
+        for path, mode in masking.loose_permissions(accounts.files):
+            logger.warning("stickyroute: %s holds credentials but is readable by others (mode "
+                           "%s): chmod 600 %s", path, mode, path)
 
     # ---- lifecycle ---------------------------------------------------------------------
     def running(self) -> None:
@@ -203,9 +207,10 @@ class StickyRoute:
         raw = _decoded_body(req) if route.endpoint is not Endpoint.OTHER else None
         s = self.settings
         session: SessionId | None = None
-        client = client_identity(req.headers)
+        client = flow.metadata.get(CLIENT_ID) or client_identity(req.headers)
         if s.enabled:  # headers first: when they name the session the body may stay unparsed
-            session = identify(route.provider, req.headers, None, s.session_headers)
+            session = identify(route.provider, req.headers, None, s.session_headers,
+                               client=client)
         responses = (route.endpoint is Endpoint.RESPONSES
                      and route.provider in ("openai", "chatgpt"))
         body = None
@@ -214,12 +219,17 @@ class StickyRoute:
                 inject_cache_key=s.inject_cache_key, inject_include=s.inject_include):
             body = rewrite.parse_object(raw)
             if s.enabled and session is None:
-                session = identify(route.provider, req.headers, body, s.session_headers)
+                session = identify(route.provider, req.headers, body, s.session_headers,
+                                   client=client)
         if s.enabled and body is not None and route.endpoint is Endpoint.RESPONSES:
             session = self._chain(f"{route.provider}/{client}", body, session)
         candidates = self._candidates.get(route.provider, [])
         if self.operator_disabled:
             candidates = [a for a in candidates if a.alias not in self.operator_disabled]
+        gate_client = self.accounts.clients.get(flow.metadata.get(CLIENT, "")) \
+            if self.accounts.clients else None
+        if gate_client is not None:
+            candidates = [a for a in candidates if gate_client.allows(a.alias)]
         if session is not None and self.store.shared and only is None and self.pins.get(
                 session.key, self.clock()) is None:
             return self._claim_then_route(flow, session.key, candidates)
@@ -236,7 +246,9 @@ class StickyRoute:
         self.store.changed(decision.pin, decision.affinity)
         account = decision.account
         self.ledger[account.alias].count_request(decision.affinity)
-        rewrite.set_credentials(req.headers, account.credential_headers())
+        credentials = account.credential_headers()
+        rewrite.set_credentials(req.headers, credentials)
+        flow.metadata[SIGNED] = [account.alias, [name for name, _ in credentials]]  # Guard masks
         injected: list[str] = []
         if body is not None and raw is not None and responses:
             cache_key = rewrite.cache_key_for(session.key) if (
@@ -327,14 +339,11 @@ def _stamp(path: str) -> tuple[float, int] | None:
 
 
 def _decoded_body(req: http.Request) -> bytes | None:
-    """The body without its content encoding; None when we should not look at it."""
-    if not req.raw_content or len(req.raw_content) > MAX_BODY:
+    """The body without its content encoding, decoded no further than MAX_BODY (a bomb stops
+    there); None when we should not look at it."""
+    if not req.raw_content:
         return None
-    with contextlib.suppress(ValueError):
-        raw = req.get_content(strict=True)
-        if raw is not None and len(raw) <= MAX_BODY:
-            return raw
-    return None
+    return bounded_decode(req.raw_content, req.headers.get("content-encoding", ""), MAX_BODY)
 
 
 def _describe(meta: dict[str, Any]) -> str:

@@ -95,7 +95,7 @@ def claude_code_session(user_id: Any) -> str | None:
     if user_id.startswith("{"):
         try:
             parsed = json.loads(user_id)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         sid = parsed.get("session_id") if isinstance(parsed, dict) else None
         return sid if _usable(sid) else None
@@ -147,9 +147,13 @@ def identify(
     body: Mapping[str, Any] | None,
     extra_headers: Iterable[str] = (),
     use_derived: bool = True,
+    client: str | None = None,
 ) -> SessionId | None:
-    """Steps 1, 2, 3, 5 of the identity order; None means step 6 (not pinned)."""
-    client = client_identity(headers)
+    """Steps 1, 2, 3, 5 of the identity order; None means step 6 (not pinned).
+
+    `client` overrides the client namespace (a gate client, or a replayed flow's original).
+    """
+    client = client or client_identity(headers)
     found = from_headers(headers, extra_headers)
     if found is None and body is not None:
         found = from_body(body)

@@ -21,6 +21,7 @@ CLIENT_CREDENTIALS = (
     "openai-organization",
     "openai-project",
     "anthropic-api-key",
+    "proxy-authorization",
     "cookie",
     "x-sticky-session",
 )
@@ -61,24 +62,31 @@ def wanted_fields(body: dict[str, Any], cache_key: str | None,
 def add_fields(raw: bytes, body: dict[str, Any], add: dict[str, Any]) -> bytes:
     """`raw` (the JSON object `body` was parsed from) with `add` merged in."""
     if "include" in add and "include" in body:
-        merged = {**body, **add}
-        return json.dumps(merged, ensure_ascii=False, separators=(",", ":")).encode()
+        return _dump({**body, **add})
     start = raw.index(b"{") + 1
-    fields = b",".join(
-        json.dumps(k).encode() + b":" + json.dumps(v, ensure_ascii=False).encode()
-        for k, v in add.items()
-    )
+    fields = b",".join(_dump(k) + b":" + _dump(v) for k, v in add.items())
     sep = b"," if body else b""
     return raw[:start] + fields + sep + raw[start:]
 
 
 def parse_object(raw: bytes) -> dict[str, Any] | None:
-    """The body as a JSON object, or None for anything else (which then passes untouched)."""
+    """The body as a JSON object, or None for anything else (which then passes untouched).
+
+    Only UTF-8: json.loads would also read UTF-16/32, where splicing UTF-8 bytes in would
+    corrupt the body.
+    """
     stripped = raw.lstrip()
     if not stripped.startswith(b"{"):
         return None
     try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
+        value = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
     return value if isinstance(value, dict) else None
+
+
+def _dump(value: Any) -> bytes:
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a lone surrogate (a valid \ud800 escape): keep it escaped
+        return json.dumps(value, separators=(",", ":")).encode()

@@ -1,0 +1,134 @@
+"""Glue for the credential guard: the client gate in front of routing, and masking behind it.
+
+Runs as a second addon BEFORE StickyRoute (make_addons). On the way in it drops any masked
+credential (a replayed flow's) and, when the accounts file has a `clients:` section, refuses a
+request to an account host from an unknown client with a provider-shaped 401. On the way back,
+once the request has gone upstream (response headers, response, error, WebSocket start), the
+account headers StickyRoute set are replaced by a masked form. Never raises on traffic.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from mitmproxy import connection, http
+
+from . import masking
+from .classify import classify
+from .clients import Client, client_tokens
+from .errors import error_body
+
+if TYPE_CHECKING:
+    from .addon import StickyRoute
+
+logger = logging.getLogger("stickyroute")
+
+META = "stickyroute"
+CLIENT = "stickyroute.client"  # the gate client's name
+CLIENT_ID = "stickyroute.client_id"  # the client namespace session keys use
+SIGNED = "stickyroute.signed"  # [alias, header names] StickyRoute set on the request
+
+
+class Guard:
+    def __init__(self, sticky: StickyRoute) -> None:
+        self.sticky = sticky
+        self._proxy_auth: weakref.WeakKeyDictionary[connection.Client, str] = (
+            weakref.WeakKeyDictionary())
+        self._unmasked: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
+
+    # ---- on the way in ---------------------------------------------------------------------
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        # HTTPS_PROXY=http://name:token@host:port sends the token once, on CONNECT.
+        value = flow.request.headers.get("proxy-authorization")
+        if value:
+            self._proxy_auth[flow.client_conn] = value
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        self._unmasked.add(flow)
+        try:
+            self._check(flow)
+        except Exception:
+            logger.exception("stickyroute: guard failed on %s", flow.request.pretty_url)
+            if self.sticky.accounts.clients is not None:  # a gate fails closed
+                self._refuse(flow, "openai", 500, "proxy_error", "stickyroute: internal error")
+
+    def _check(self, flow: http.HTTPFlow) -> None:
+        req = flow.request
+        dropped = masking.drop_masked(req.headers)
+        replay = flow.is_replay == "request"
+        if dropped and not replay:
+            logger.warning("stickyroute: dropped masked credential header(s) %s from %s",
+                           ", ".join(dropped), req.pretty_url)
+        if replay and CLIENT_ID not in flow.metadata and isinstance(
+                flow.metadata.get(META), dict) and flow.metadata[META].get("client"):
+            flow.metadata[CLIENT_ID] = flow.metadata[META]["client"]  # same sessions as before
+        accounts = self.sticky.accounts
+        gate = accounts.clients
+        if gate is None or req.scheme != "https":
+            return
+        route = classify(accounts.provider_for_host(req.host.lower()), req.path)
+        if route is None:
+            return  # not an account host: the gate is about accounts only
+        client: Client | None = None
+        if replay and isinstance(flow.metadata.get(CLIENT), str):
+            client = gate.get(flow.metadata[CLIENT])  # the credential itself is long gone
+        if client is None:
+            client = gate.match(client_tokens(req.headers,
+                                              self._proxy_auth.get(flow.client_conn)))
+        if client is None:
+            self._refuse(flow, route.provider, 401, "unknown_client",
+                         "stickyroute: this proxy is shared and needs a client token it knows "
+                         "(as the API key, or as the proxy password); ask its operator for one")
+            return
+        allowed = [a for a in accounts.of_provider(route.provider) if client.allows(a.alias)]
+        if not allowed:
+            self._refuse(flow, route.provider, 403, "client_not_allowed",
+                         f"stickyroute: client {client.name!r} may not use any "
+                         f"{route.provider} account")
+            return
+        flow.metadata[CLIENT] = client.name
+        flow.metadata[CLIENT_ID] = f"c-{client.name}"
+
+    def _refuse(self, flow: http.HTTPFlow, provider: str, status: int, code: str,
+                message: str) -> None:
+        flow.response = http.Response.make(
+            status, error_body(provider, status, message, code),
+            {"content-type": "application/json", "x-stickyroute-error": code})
+        flow.metadata[META] = {"error": code, "message": message}
+        logger.warning("stickyroute: refused %s %s: %s", flow.request.method,
+                       flow.request.pretty_url, code)
+
+    # ---- once the request has gone upstream (StickyRoute notes what it set in SIGNED) ------
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self._mask(flow)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._mask(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._mask(flow)
+
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        self._mask(flow)
+
+    def done(self) -> None:
+        # Flows still in flight at shutdown are written by the save addon after us.
+        for flow in list(self._unmasked):
+            self._mask(flow)
+
+    def _mask(self, flow: http.HTTPFlow) -> None:
+        self._unmasked.discard(flow)
+        signed: Any = flow.metadata.get(SIGNED)
+        if not signed:
+            return
+        try:
+            alias, names = signed
+            masking.mask_headers(flow.request.headers, names, alias)
+        except Exception:
+            logger.exception("stickyroute: could not mask a flow's credential; dropping it")
+            for name in signed[1] if isinstance(signed, list) and len(signed) == 2 else ():
+                flow.request.headers.pop(name, None)

@@ -1,0 +1,59 @@
+"""What a stored flow shows instead of an account's credential, and loose file permissions.
+
+Once a request has gone upstream, its account headers are replaced by `[stickyroute:ALIAS]`
+(`Bearer [stickyroute:ALIAS]` for a bearer token), so mitmweb, `-w` flow files and exports
+never hold a credential. A masked value is not a credential: it must never be sent anywhere, so
+any header carrying one is dropped before a (replayed) request leaves the proxy.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, MutableMapping
+
+MARK = "[stickyroute:"
+
+
+def masked(alias: str, value: str) -> str:
+    """The masked form of one credential header value of account `alias`."""
+    scheme, sep, _ = value.partition(" ")
+    prefix = f"{scheme} " if sep and scheme.lower() in ("bearer", "basic") else ""
+    return f"{prefix}{MARK}{alias}]"
+
+
+def is_masked(value: str) -> bool:
+    return MARK in value
+
+
+def mask_headers(headers: MutableMapping[str, str], names: Iterable[str], alias: str) -> int:
+    """Replace the named headers by their masked form; returns how many were replaced."""
+    count = 0
+    for name in names:
+        value = headers.get(name)
+        if value is not None and not is_masked(value):
+            headers[name] = masked(alias, value)
+            count += 1
+    return count
+
+
+def drop_masked(headers: MutableMapping[str, str]) -> list[str]:
+    """Remove every header whose value is a masked credential; returns their names."""
+    names = [name for name, value in headers.items() if is_masked(value)]
+    for name in names:
+        if name in headers:
+            del headers[name]
+    return names
+
+
+def loose_permissions(paths: Iterable[str]) -> list[tuple[str, str]]:
+    """(path, mode like '0644') of every file that group or others may read or write."""
+    out = []
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if stat.S_IMODE(mode) & 0o077:
+            out.append((path, f"{stat.S_IMODE(mode):04o}"))
+    return out
