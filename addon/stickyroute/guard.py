@@ -19,6 +19,7 @@ from . import masking
 from .classify import classify
 from .clients import Client, client_tokens
 from .errors import error_body
+from .identify import OVERRIDE_HEADER as OVERRIDE
 
 if TYPE_CHECKING:
     from .addon import StickyRoute
@@ -63,9 +64,8 @@ class Guard:
         if dropped and not replay:
             logger.warning("stickyroute: dropped masked credential header(s) %s from %s",
                            ", ".join(dropped), req.pretty_url)
-        if replay and CLIENT_ID not in flow.metadata and isinstance(
-                flow.metadata.get(META), dict) and flow.metadata[META].get("client"):
-            flow.metadata[CLIENT_ID] = flow.metadata[META]["client"]  # same sessions as before
+        if replay:
+            self._same_session_as_before(flow)
         accounts = self.sticky.accounts
         gate = accounts.clients
         if gate is None or req.scheme != "https":
@@ -92,6 +92,18 @@ class Guard:
             return
         flow.metadata[CLIENT] = client.name
         flow.metadata[CLIENT_ID] = f"c-{client.name}"
+
+    @staticmethod
+    def _same_session_as_before(flow: http.HTTPFlow) -> None:
+        """A replay belongs to the session it had (its body may now hold our cache key)."""
+        before = flow.metadata.get(META)
+        if not isinstance(before, dict):
+            return
+        if before.get("client") and CLIENT_ID not in flow.metadata:
+            flow.metadata[CLIENT_ID] = before["client"]
+        key = before.get("session_key")
+        if isinstance(key, str) and key.count("/") >= 2 and OVERRIDE not in flow.request.headers:
+            flow.request.headers[OVERRIDE] = key.split("/", 2)[2]
 
     def _refuse(self, flow: http.HTTPFlow, provider: str, status: int, code: str,
                 message: str) -> None:
