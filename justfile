@@ -48,3 +48,7 @@ lint: setup
 # cache economics + overhead + table scale report (bench/results/latest.md); --quick, --smoke
 bench *ARGS: setup
     "{{py}}" -m bench {{ARGS}}
+
+# soak: real SDK clients, many conversations, random faults, one proxy restart (not in `just test`)
+soak *ARGS: setup
+    PYTHONPATH=addon:. "{{py}}" -m tests.soak {{ARGS}}

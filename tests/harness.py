@@ -121,6 +121,7 @@ class Mitmdump:
             env.pop(name, None)  # our own clients set the proxy explicitly
         self.proc = subprocess.Popen(
             self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            errors="backslashreplace",  # a stray byte in the log must not kill the reader
             env=env, cwd=str(REPO), bufsize=1, start_new_session=True)
         self._reader = threading.Thread(target=self._read, daemon=True, name="mitmdump-out")
         self._reader.start()

@@ -39,8 +39,10 @@ class SessionId(NamedTuple):
 
     @property
     def short(self) -> str:
-        """A short display form for logs (the value's last 8 characters)."""
-        return self.key.rsplit("/", 1)[-1][-8:]
+        """A short display form for logs: the value's last 8 characters, printable ASCII only
+        (a client's header must not put raw bytes or terminal escapes into our log)."""
+        tail = self.key.rsplit("/", 1)[-1][-8:]
+        return "".join(c if c.isascii() and c.isprintable() else "?" for c in tail)
 
 
 def client_identity(headers: Mapping[str, str]) -> str:

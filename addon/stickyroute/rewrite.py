@@ -41,7 +41,7 @@ def set_credentials(headers: MutableMapping[str, str],
 
 def cache_key_for(session_key: str) -> str:
     """A prompt_cache_key derived from the session key: the same after a restart, on every proxy."""
-    return "sr-" + hashlib.sha256(session_key.encode()).hexdigest()[:32]
+    return "sr-" + hashlib.sha256(session_key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def wanted_fields(body: dict[str, Any], cache_key: str | None,

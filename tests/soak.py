@@ -1,0 +1,225 @@
+"""Soak: real SDK clients, many conversations, random faults and one proxy restart.
+
+    python -m tests.soak --minutes 3        (or: just soak)
+
+Starts the fake upstream and mitmdump with stickyroute, runs conversations from worker threads
+(OpenAI Responses chained with previous_response_id, Anthropic Messages with a Claude Code
+session header), injects random 429/500/529/401/drops with the fake's add_fault, restarts the
+proxy once half way, and reports: lost pins (a conversation served by more than one account),
+affinity breaks (the fake answered previous_response_not_found / invalid_encrypted_content),
+failed turns, and the mitmdump process's memory over time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from stickyroute.settings import OPTIONS
+from tests.conftest import ANTHROPIC_KEYS, OPENAI_KEYS, make_fake
+from tests.fuzz import rss_kib
+from tests.harness import (
+    REDIRECT_ADDON,
+    STICKY_ADDON,
+    Mitmdump,
+    anthropic_client,
+    find_free_port,
+    openai_client,
+    redirect_options,
+)
+
+FAULTS = ["429", "500", "529", "401", "drop"]
+BREAKS = ("previous_response_not_found", "invalid_encrypted_content")
+TURNS = 8  # then the worker starts a new conversation
+
+
+def write_accounts(path: Path) -> None:
+    lines = ["accounts:"]
+    for key, name in OPENAI_KEYS.items():
+        lines += [f"  - alias: {name}", "    provider: openai", f"    api_key: {key}"]
+    for key, name in ANTHROPIC_KEYS.items():
+        lines += [f"  - alias: {name}", "    provider: anthropic", f"    api_key: {key}"]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+
+
+class Soak:
+    def __init__(self, minutes: float, workers: int, seed: int) -> None:
+        self.deadline = time.monotonic() + minutes * 60
+        self.minutes = minutes
+        self.workers = workers
+        self.rng = random.Random(seed)
+        self.dir = Path(tempfile.mkdtemp(prefix="soak-"))
+        self.accounts = self.dir / "accounts.yaml"
+        write_accounts(self.accounts)
+        self.port = find_free_port()
+        self.has_store = any(o[0] == "sticky_store" for o in OPTIONS)
+        self.proxy: Mitmdump | None = None
+        self.lock = threading.Lock()
+        self.turns_ok = 0
+        self.turns_failed = 0
+        self.attempt_errors: dict[str, int] = defaultdict(int)
+        self.conversations = 0
+        self.rss: list[tuple[float, int]] = []
+        self.restarted_at: float | None = None
+        self.up = threading.Event()
+
+    def start_proxy(self) -> Mitmdump:
+        options = {"sticky_accounts": str(self.accounts), "flow_detail": 0,
+                   **redirect_options(self.fake)}
+        if self.has_store:
+            options["sticky_store"] = str(self.dir / "pins.json")
+        proxy = Mitmdump([STICKY_ADDON, REDIRECT_ADDON], options, confdir=self.dir / "mitm",
+                         port=self.port)
+        return proxy.start()
+
+    def run(self) -> dict[str, Any]:
+        with make_fake() as fake:
+            self.fake = fake
+            self.proxy = self.start_proxy()
+            self.up.set()
+            t0 = time.monotonic()
+            threads = [threading.Thread(target=self.worker, args=(i,), daemon=True)
+                       for i in range(self.workers)]
+            for t in threads:
+                t.start()
+            restarted = False
+            outputs = []
+            while time.monotonic() < self.deadline:
+                time.sleep(1.0)
+                now = time.monotonic() - t0
+                if self.proxy.proc and int(now) % 5 == 0:
+                    self.rss.append((round(now), rss_kib(self.proxy.proc.pid)["VmRSS"]))
+                if self.rng.random() < 0.5:  # about one fault every two seconds
+                    account = self.rng.choice([*OPENAI_KEYS.values(), *ANTHROPIC_KEYS.values()])
+                    fake.add_fault(account=account, kind=self.rng.choice(FAULTS), count=1,
+                                   retry_after=1)
+                if not restarted and now > self.minutes * 30:
+                    restarted = True
+                    self.up.clear()
+                    outputs.append(self.proxy.stop())
+                    self.restarted_at = time.time()
+                    self.proxy = self.start_proxy()
+                    self.up.set()
+            for t in threads:
+                t.join(60)
+            outputs.append(self.proxy.stop())
+            return self.report(fake.requests(), outputs, time.monotonic() - t0)
+
+    def worker(self, n: int) -> None:
+        rng = random.Random(n)
+        while time.monotonic() < self.deadline:
+            with self.lock:
+                self.conversations += 1
+                conv = f"w{n}-c{self.conversations}"
+            try:
+                if rng.random() < 0.5:
+                    self.openai_conversation(conv)
+                else:
+                    self.anthropic_conversation(conv)
+            except Exception as e:  # noqa: BLE001 - keep soaking; counted below
+                with self.lock:
+                    self.attempt_errors[f"worker:{type(e).__name__}"] += 1
+
+    def turn(self, call: Any) -> Any:
+        for _ in range(6):
+            if time.monotonic() > self.deadline:
+                return None
+            self.up.wait(30)
+            assert self.proxy is not None
+            try:
+                result = call(self.proxy)
+                with self.lock:
+                    self.turns_ok += 1
+                return result
+            except Exception as e:  # noqa: BLE001 - injected faults surface here
+                with self.lock:
+                    self.attempt_errors[type(e).__name__] += 1
+                time.sleep(0.5)
+        with self.lock:
+            self.turns_failed += 1
+        return None
+
+    def openai_conversation(self, conv: str) -> None:
+        previous: str | None = None
+        for turn in range(TURNS):
+            def call(proxy: Mitmdump, turn: int = turn) -> Any:
+                client = openai_client(proxy, max_retries=2)
+                kw: dict[str, Any] = {"extra_headers": {"x-soak-conv": conv}}
+                if previous:
+                    kw["previous_response_id"] = previous
+                return client.responses.create(model="gpt-5", input=f"{conv} turn {turn}", **kw)
+            response = self.turn(call)
+            if response is None:
+                return
+            previous = response.id
+
+    def anthropic_conversation(self, conv: str) -> None:
+        messages: list[dict[str, Any]] = []
+        for turn in range(TURNS):
+            messages.append({"role": "user", "content": f"{conv} turn {turn}"})
+
+            def call(proxy: Mitmdump) -> Any:
+                client = anthropic_client(proxy, max_retries=2)
+                return client.messages.create(
+                    model="claude-sonnet-4-5", max_tokens=30, messages=messages,
+                    extra_headers={"x-soak-conv": conv, "X-Claude-Code-Session-Id": conv})
+            reply = self.turn(call)
+            if reply is None:
+                return
+            messages.append({"role": "assistant", "content": reply.content[0].text})
+
+    def report(self, log: list[dict[str, Any]], outputs: list[str], elapsed: float
+               ) -> dict[str, Any]:
+        served: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        breaks = 0
+        for e in log:
+            conv = (e.get("headers") or {}).get("x-soak-conv")
+            if e.get("error_code") in BREAKS:
+                breaks += 1
+            if conv and e.get("status") == 200 and e.get("account"):
+                served[conv].append((e["time"], e["account"]))
+        lost_total = lost_across_restart = 0
+        for visits in served.values():
+            if len({a for _, a in visits}) > 1:
+                lost_total += 1
+                before = {a for t, a in visits if self.restarted_at and t < self.restarted_at}
+                after = {a for t, a in visits if self.restarted_at and t >= self.restarted_at}
+                if before and after and before != after and len(before) == len(after) == 1:
+                    lost_across_restart += 1
+        return {
+            "minutes": round(elapsed / 60, 2), "conversations": len(served),
+            "turns_ok": self.turns_ok, "turns_failed": self.turns_failed,
+            "upstream_requests": len(log),
+            "faults_hit": sum(1 for e in log if e.get("fault")),
+            "attempt_errors": dict(self.attempt_errors),
+            "lost_pins": lost_total, "lost_pins_across_restart": lost_across_restart,
+            "affinity_breaks": breaks, "pin_store": "sticky_store" if self.has_store else
+            "none on this branch (pins are in memory: a restart forgets them)",
+            "rss_kib": self.rss,
+            "tracebacks": sum(o.count("Traceback") for o in outputs),
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=8)
+    args = parser.parse_args(argv)
+    result = Soak(args.minutes, args.workers, args.seed).run()
+    print(json.dumps(result, indent=1))
+    ok = result["lost_pins"] == 0 and result["affinity_breaks"] == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
