@@ -112,6 +112,8 @@ class Soak:
             for t in threads:
                 t.join(60)
             outputs.append(self.proxy.stop())
+            for i, out in enumerate(outputs):
+                (self.dir / f"mitmdump-{i}.log").write_text(out)
             return self.report(fake.requests(), outputs, time.monotonic() - t0)
 
     def worker(self, n: int) -> None:
@@ -151,9 +153,10 @@ class Soak:
     def openai_conversation(self, conv: str) -> None:
         previous: str | None = None
         for turn in range(TURNS):
-            def call(proxy: Mitmdump, turn: int = turn) -> Any:
+            # Codex style: a session header, and the chain through previous_response_id.
+            def call(proxy: Mitmdump, turn: int = turn, previous: str | None = previous) -> Any:
                 client = openai_client(proxy, max_retries=2)
-                kw: dict[str, Any] = {"extra_headers": {"x-soak-conv": conv}}
+                kw: dict[str, Any] = {"extra_headers": {"x-soak-conv": conv, "session_id": conv}}
                 if previous:
                     kw["previous_response_id"] = previous
                 return client.responses.create(model="gpt-5", input=f"{conv} turn {turn}", **kw)
@@ -205,7 +208,11 @@ class Soak:
             "affinity_breaks": breaks, "pin_store": "sticky_store" if self.has_store else
             "none on this branch (pins are in memory: a restart forgets them)",
             "rss_kib": self.rss,
-            "tracebacks": sum(o.count("Traceback") for o in outputs),
+            "addon_errors": sum(o.count("could not route") + o.count("Addon error")
+                                + o.count("background job failed") for o in outputs),
+            # mitmproxy itself prints CancelledError tracebacks for connections open at SIGINT
+            "tracebacks_at_shutdown": sum(o.count("Traceback") for o in outputs),
+            "logs": str(self.dir),
         }
 
 

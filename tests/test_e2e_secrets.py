@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 import pytest
+from mitmproxy import io as mitmio
 
 from fakeapi import FakeUpstream
-from mitmproxy import io as mitmio
 from tests.conftest import ANTHROPIC_KEYS, CHATGPT_ACCOUNTS, OPENAI_KEYS, MitmdumpFactory
 from tests.harness import (
     REDIRECT_ADDON,
