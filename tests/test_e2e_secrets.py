@@ -11,6 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import httpx2
 import pytest
 from mitmproxy import io as mitmio
 
@@ -20,6 +21,7 @@ from tests.harness import (
     REDIRECT_ADDON,
     STICKY_ADDON,
     anthropic_client,
+    find_free_port,
     openai_client,
     raw_client,
     redirect_options,
@@ -62,10 +64,12 @@ def test_no_byte_the_proxy_wrote_holds_a_credential(
         gate: bool) -> None:
     flows_file = tmp_path / "flows.mitm"
     accounts = write_accounts(tmp_path / "accounts.yaml", gate)
+    admin_port = find_free_port()
     proxy = mitmdump_factory(
         [STICKY_ADDON, REDIRECT_ADDON],
         {"sticky_accounts": str(accounts), "save_stream_file": str(flows_file),
-         "flow_detail": 3, **redirect_options(fake_upstream)})
+         "flow_detail": 3, "sticky_admin": f"127.0.0.1:{admin_port}",
+         "sticky_admin_token": "admin-token-secrets", **redirect_options(fake_upstream)})
     token = CLIENT_TOKEN if gate else "sk-client-placeholder"
     oa = openai_client(proxy, api_key=token)
     for i in range(3):
@@ -98,6 +102,15 @@ def test_no_byte_the_proxy_wrote_holds_a_credential(
     assert all(e["credential"] != "not-a-client" for e in served)  # refused before any account
     assert not any("[stickyroute:" in json.dumps(e["headers"]) for e in served)
 
+    answers = b""
+    with httpx2.Client(base_url=f"http://127.0.0.1:{admin_port}", trust_env=False, timeout=10,
+                       headers={"authorization": "Bearer admin-token-secrets"}) as admin:
+        for path in ("/api/state", "/api/sessions", "/api/accounts", "/metrics", "/"):
+            r = admin.get(path)
+            assert r.status_code == 200, path
+            answers += r.content
+    assert b"openai-a" in answers  # the aliases are there, the keys are not
+    assert_no_secret("the admin API's answers", answers)
     out = proxy.stop()
     assert_no_secret("mitmdump output", out.encode())
     assert "Authorization" in out or "authorization" in out  # flow_detail=3 did print headers
