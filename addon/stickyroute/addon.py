@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import os
 import time
@@ -25,7 +26,9 @@ from .choose import Chooser, decide
 from .claim import Claims
 from .classify import Endpoint, classify
 from .errors import NoAccount
+from .fallback import Kept, drop_foreign_reasoning, explain, movable, pools
 from .guard import CLIENT, CLIENT_ID, SIGNED
+from .health import Health
 from .identify import SessionId, client_identity, identify
 from .ledger import Ledger, SweepStats
 from .pins import PinTable
@@ -36,6 +39,7 @@ from .store import MemoryStore, Store
 logger = logging.getLogger("stickyroute")
 
 META = "stickyroute"
+RETRY = "stickyroute.retry"  # set on a flow failover.py sends again: {"of", "attempt", "exclude"}
 MAX_BODY = 32 * 1024 * 1024  # decoded bytes we are willing to look at
 WATCH_INTERVAL = 1.0
 SWEEP_SLICE = 500  # pins per event-loop turn: well under 1 ms of work
@@ -53,9 +57,11 @@ class StickyRoute:
         self.prices = PriceTable()
         self.chooser = Chooser()
         self.ledger = Ledger()
+        self.health = Health()
+        self.client_requests = Kept[http.Request]()  # as they came in, for failover.py
         self.started = clock()
-        # alias -> reason: accounts an operator took out of rotation (admin API); the health
-        # tracker (issue 4) absorbs this once it lands.
+        # alias -> reason: views.py's fallback when there is no health tracker; with one,
+        # operator disables go to self.health (and filter candidates there).
         self.operator_disabled: dict[str, str] = {}
         self.sweeps = SweepStats()
         self._tasks: list[asyncio.Task[None]] = []
@@ -97,6 +103,7 @@ class StickyRoute:
         self.chains.max_size = 4 * settings.max_sessions
 
     def _set_accounts(self, accounts: AccountSet, stamp: tuple[float, int] | None) -> None:
+        self.health.new_accounts(self.accounts.accounts, accounts.accounts, self.clock())
         self.accounts = accounts
         self.prices = parse_prices(accounts.prices)  # load_checked checked it
         self._accounts_stamp = stamp
@@ -223,22 +230,25 @@ class StickyRoute:
                                    client=client)
         if s.enabled and body is not None and route.endpoint is Endpoint.RESPONSES:
             session = self._chain(f"{route.provider}/{client}", body, session)
-        candidates = self._candidates.get(route.provider, [])
-        if self.operator_disabled:
-            candidates = [a for a in candidates if a.alias not in self.operator_disabled]
+        now, retry = self.clock(), flow.metadata.get(RETRY) or {}
+        accounts = self._candidates.get(route.provider, [])
         gate_client = self.accounts.clients.get(flow.metadata.get(CLIENT, "")) \
             if self.accounts.clients else None
         if gate_client is not None:
-            candidates = [a for a in candidates if gate_client.allows(a.alias)]
+            accounts = [a for a in accounts if gate_client.allows(a.alias)]
+        ready, fresh = pools(accounts, self.health, now, retry.get("exclude", ()))
         if session is not None and self.store.shared and only is None and self.pins.get(
-                session.key, self.clock()) is None:
-            return self._claim_then_route(flow, session.key, candidates)
+                session.key, now) is None:
+            return self._claim_then_route(flow, session.key, fresh or ready)
         if only is not None:
-            candidates = [a for a in candidates if a.alias == only] or candidates
+            ready = fresh = [a for a in ready if a.alias == only] or ready
+        if session and session.hard and route.endpoint is Endpoint.RESPONSES:
+            session = movable(session, body, s.fallback)  # encrypted reasoning can be dropped
         try:
-            decision = decide(self.pins, self.chooser, route.provider, candidates, session,
-                              self.clock(), s.fallback)
+            decision = decide(self.pins, self.chooser, route.provider, ready, session, now,
+                              s.fallback, self.ledger.inflight(ready), fresh)
         except NoAccount as e:
+            e = explain(e, self.health, accounts, self.pins, session, s.fallback, now)
             flow.response = http.Response.make(e.status, e.body(), e.headers())
             flow.metadata[META] = {"error": e.code, "message": e.message}
             logger.warning("stickyroute: %s %s -> %s: %s", route.provider, req.path, e.status, e)
@@ -246,10 +256,18 @@ class StickyRoute:
         self.store.changed(decision.pin, decision.affinity)
         account = decision.account
         self.ledger[account.alias].count_request(decision.affinity)
+        self.ledger[account.alias].inflight += 1
+        if not retry and not (session and session.hard) and req.raw_content is not None:
+            self.client_requests.keep(flow.id, req.copy())  # for a transparent retry
         credentials = account.credential_headers()
         rewrite.set_credentials(req.headers, credentials)
         flow.metadata[SIGNED] = [account.alias, [name for name, _ in credentials]]  # Guard masks
         injected: list[str] = []
+        # (peek parses every body holding a reasoning item: none unparsed has one to drop)
+        body, dropped = drop_foreign_reasoning(body if responses else None, decision.pin,
+                                               decision.affinity == "moved")
+        if dropped:  # the account cannot read another account's encrypted reasoning
+            req.content = raw = json.dumps(body, ensure_ascii=False).encode()
         if body is not None and raw is not None and responses:
             cache_key = rewrite.cache_key_for(session.key) if (
                 session and s.inject_cache_key) else None
@@ -270,6 +288,9 @@ class StickyRoute:
             "session_key": session.key if session else None,
             "client": client,
             "hard": bool(session and session.hard),
+            "dropped_reasoning": dropped,
+            "attempt": retry.get("attempt", 0),
+            "inflight": True,  # counted in ledger; failover.py takes it off once
         }
         flow.metadata[META] = meta
         flow.comment = _describe(meta)
@@ -357,4 +378,6 @@ def _describe(meta: dict[str, Any]) -> str:
     parts.append(f"{meta['request_bytes']} B")
     if meta["injected"]:
         parts.append("+" + ",".join(meta["injected"]))
+    parts += [f"dropped {meta['dropped_reasoning']} encrypted reasoning item(s)"] * bool(
+        meta.get("dropped_reasoning")) + [f"retry {meta['attempt']}"] * bool(meta.get("attempt"))
     return " | ".join(parts)

@@ -96,10 +96,13 @@ def decide(
     now: float,
     fallback: str = "rotate",
     inflight: Mapping[str, int] | None = None,
+    new_candidates: Sequence[Any] | None = None,
 ) -> Decision:
     """The account for one request: its session's pin, or a new pick; raises NoAccount.
 
-    `candidates` are the accounts of the request's provider that can take traffic now.
+    `candidates` are the accounts of the request's provider that can take traffic now;
+    `new_candidates` (default: all of them) those a new pin should prefer (not near a limit,
+    not just back from a cooldown).
     """
     pin = table.get(session.key, now) if session else None
     if pin is not None:
@@ -113,7 +116,7 @@ def decide(
         if fallback == "fail":
             raise NoAccount(provider, f"this conversation is pinned to account {pin.alias!r}, "
                             f"which is unavailable (sticky_fallback=fail)")
-    account = chooser.choose(candidates, table.sessions_per_alias(), inflight)
+    account = chooser.choose(new_candidates or candidates, table.sessions_per_alias(), inflight)
     if account is None:
         raise NoAccount(provider, "no enabled account is available for this provider")
     if session is None:

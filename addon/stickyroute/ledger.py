@@ -6,7 +6,9 @@ them. Counters only grow; gauges (in-flight) go up and down and must return to 0
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -48,6 +50,9 @@ class Ledger:
             stats = self.accounts[alias] = AccountStats()
         return stats
 
+    def inflight(self, accounts: Iterable[Any]) -> dict[str, int]:
+        """In-flight requests per alias of these accounts (for least-inflight)."""
+        return {a.alias: self[a.alias].inflight for a in accounts}
 
 @dataclass(slots=True)
 class SweepStats:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Collection, Iterable, MutableMapping
 from typing import Any
 
 # Every header a client may authenticate itself with: none of them may reach the provider.
@@ -90,3 +90,48 @@ def _dump(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
     except UnicodeEncodeError:  # a lone surrogate (a valid \ud800 escape): keep it escaped
         return json.dumps(value, separators=(",", ":")).encode()
+
+
+def state_is_portable(body: dict[str, Any] | None) -> bool:
+    """True when the only account-bound state in an OpenAI Responses body is encrypted reasoning.
+
+    Such a conversation can move to another account once those items are dropped (cold cache,
+    no reasoning carried over); server-side state (previous_response_id, conversation, item
+    references, reasoning items without their encrypted copy) cannot.
+    """
+    if body is None or body.get("previous_response_id") or body.get("conversation"):
+        return False
+    items = body.get("input")
+    if not isinstance(items, list):
+        return True
+    for item in items:
+        if isinstance(item, dict) and (
+                item.get("type") == "item_reference"
+                or (item.get("type") == "reasoning" and not item.get("encrypted_content"))):
+            return False
+    return True
+
+
+def reasoning_key(item: dict[str, Any]) -> str:
+    """What identifies a reasoning item across turns: its id, else its encrypted blob's hash."""
+    if isinstance(item.get("id"), str):
+        return item["id"]  # type: ignore[no-any-return]
+    return "sha256:" + hashlib.sha256(str(item.get("encrypted_content")).encode()).hexdigest()
+
+
+def drop_encrypted_reasoning(body: dict[str, Any], only: Collection[str] | None = None
+                             ) -> tuple[dict[str, Any], list[str]]:
+    """`body` without its encrypted reasoning items (all, or those whose key is in `only`),
+    and the keys of the items dropped."""
+    items = body.get("input")
+    if not isinstance(items, list):
+        return body, []
+    kept, gone = [], []
+    for item in items:
+        if (isinstance(item, dict) and item.get("type") == "reasoning"
+                and item.get("encrypted_content")
+                and (only is None or reasoning_key(item) in only)):
+            gone.append(reasoning_key(item))
+        else:
+            kept.append(item)
+    return ({**body, "input": kept} if gone else body), gone

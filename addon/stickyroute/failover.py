@@ -1,0 +1,165 @@
+"""Step 6 (glue): learn account health from answers, keep in-flight counts honest, and send a
+failed request to another account before the client sees the failure.
+
+Transparent retry, the mitmproxy-native way (mitmproxy 12):
+- `responseheaders` runs before any byte of the body is sent to the client. For an error
+  status we switch streaming off (`flow.response.stream = False`): mitmproxy then buffers the
+  (small) error body, and nothing of this answer has reached the client yet.
+- `response` may be async, and mitmproxy awaits it before it sends the response. There we
+  build a new flow from the client's own request (StickyRoute keeps a copy from before it set
+  the account's credentials) and hand it to mitmproxy's client-replay machinery
+  (`clientplayback.ReplayHandler`, what `replay.client` uses, without its one-at-a-time
+  queue). That runs the new flow through the whole addon chain and the proxy core again: our
+  request hook picks the next healthy account and re-pins the session, later addons
+  (redirects, upstream mode) apply, connections and TLS are mitmproxy's. We await it and put
+  its response in place of the error. The client gets that answer, never the 429/5xx/401.
+- The retry flow's body is buffered too (it has to be handed over whole), so a streamed
+  answer that needed a retry reaches the client when it is complete. Only retried requests
+  pay this; everything else streams as before.
+- Never retried: hard-pinned requests (their state lives on that account; they fail clearly),
+  answers that are the client's fault (400, 404, ...), and dropped connections (mitmproxy has
+  already answered 502 by the time the `error` hook runs; the account cools down, and the
+  client's own retry lands elsewhere).
+In-flight: StickyRoute adds 1 when it routes a flow (meta "inflight"); `_finish` takes it off
+exactly once, on `response` or `error` (client disconnects included).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from mitmproxy import connection, ctx, http
+
+from .addon import META, RETRY
+from .outcome import Kind, Outcome, classify, headroom
+
+if TYPE_CHECKING:
+    from .addon import StickyRoute
+
+logger = logging.getLogger("stickyroute")
+
+MAX_ATTEMPTS = 3  # other accounts tried after the first one failed
+RETRY_ON = frozenset({Kind.RATE_LIMITED, Kind.QUOTA, Kind.REVOKED, Kind.OVERLOADED})
+MAX_ERROR_BODY = 64 * 1024
+
+
+async def replay_through_proxy(flow: http.HTTPFlow) -> None:
+    """Send a flow through the addon chain and the proxy core; returns when it has an answer."""
+    from mitmproxy.addons.clientplayback import ReplayHandler
+
+    await ReplayHandler(flow, ctx.options).replay()
+
+
+class Failover:
+    def __init__(self, route: StickyRoute,
+                 replay: Callable[[http.HTTPFlow], Awaitable[None]] = replay_through_proxy
+                 ) -> None:
+        self.route = route
+        self.replay = replay
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        meta = _routed(flow)
+        if meta is None or flow.response is None:
+            return
+        now = self.route.clock()
+        self.route.health.note_headroom(meta["account"], headroom(flow.response.headers, now), now)
+        if flow.response.status_code >= 400 or RETRY in flow.metadata:
+            flow.response.stream = False  # hold it back: it may be replaced (see above)
+        elif not flow.response.stream and flow.response.headers.get(
+                "content-type", "").startswith("text/event-stream"):
+            flow.response.stream = True  # tokens reach the client as they come
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        meta = _routed(flow)
+        request = self.route.client_requests.pop(flow.id)
+        if meta is None or flow.response is None:
+            return
+        try:
+            now = self.route.clock()
+            status = flow.response.status_code
+            outcome = classify(status, flow.response.headers,
+                               _error_json(flow.response) if status >= 400 else None, now)
+            self._finish(flow, meta, outcome)
+            if outcome.kind in RETRY_ON and request is not None and RETRY not in flow.metadata:
+                await self._retry(flow, meta, request, outcome)
+        except Exception:  # never crash on traffic: the client gets what we have
+            logger.exception("stickyroute: could not handle the answer to %s",
+                             flow.request.pretty_url)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self.route.client_requests.pop(flow.id)
+        meta = _routed(flow)
+        if meta is None:
+            return
+        msg = flow.error.msg if flow.error else ""
+        ours = flow.response is None and "client" not in msg.lower() and "killed" not in msg
+        outcome = Outcome(Kind.CONNECTION, f"connection error ({msg[:80]})") if ours else (
+            Outcome(Kind.NEUTRAL, f"client gone ({msg[:80]})"))
+        self._finish(flow, meta, outcome, failed=ours)
+
+    def _finish(self, flow: http.HTTPFlow, meta: dict[str, Any], outcome: Outcome,
+                failed: bool | None = None) -> None:
+        alias = meta["account"]
+        stats = self.route.ledger[alias]
+        if meta.pop("inflight", False):
+            stats.inflight -= 1
+        if outcome.kind is not Kind.OK if failed is None else failed:
+            stats.errors += 1
+        meta["outcome"] = outcome.kind.value
+        now = self.route.clock()
+        before, after = self.route.health.record(alias, outcome, now)
+        if before is not after:
+            d = self.route.health.describe(alias, now)
+            until = f" for {d['until'] - now:.0f} s" if d["until"] else ""  # type: ignore[operator]
+            logger.warning("stickyroute: account %s %s -> %s%s: %s", alias, before.value,
+                           after.value, until, outcome.reason)
+
+    async def _retry(self, flow: http.HTTPFlow, meta: dict[str, Any], request: http.Request,
+                     outcome: Outcome) -> None:
+        tried, why = [meta["account"]], [f"{meta['account']}: {outcome.reason}"]
+        answer: http.HTTPFlow | None = None
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            retry = http.HTTPFlow(flow.client_conn, connection.Server(address=None))
+            retry.request = request.copy()
+            retry.is_replay = "request"
+            retry.metadata[RETRY] = {"of": flow.id, "attempt": attempt, "exclude": list(tried)}
+            await self.replay(retry)
+            got = retry.metadata.get(META) or {}
+            failed = got.get("outcome") in RETRY_ON or retry.response is None
+            if "account" in got and failed and attempt < MAX_ATTEMPTS:
+                tried.append(got["account"])
+                reason = retry.error.msg if retry.error else got["outcome"]
+                why.append(f"{got['account']}: {reason}")
+                continue
+            if retry.response is not None:
+                answer = retry
+            break
+        if answer is None or answer.response is None:
+            return  # nothing better to give: the client gets the first error
+        got = answer.metadata.get(META) or {}
+        flow.response = answer.response.copy()
+        meta["retried"] = {"served_by": got.get("account"), "attempts": len(tried),
+                           "after": why}
+        flow.comment = f"{flow.comment} | retried: {'; '.join(why)} -> " + (
+            f"{got['account']}" if "account" in got else f"{got.get('error')}")
+        logger.info("stickyroute: retried %s after %s -> %s %s", flow.request.path,
+                    "; ".join(why), got.get("account") or got.get("error"),
+                    flow.response.status_code)
+
+
+def _routed(flow: http.HTTPFlow) -> dict[str, Any] | None:
+    meta = flow.metadata.get(META)
+    return meta if isinstance(meta, dict) and "account" in meta else None
+
+
+def _error_json(response: http.Response) -> Any:
+    raw = response.get_content(strict=False)
+    if not raw or len(raw) > MAX_ERROR_BODY:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None

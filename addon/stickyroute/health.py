@@ -1,0 +1,223 @@
+"""Step 6b: account health — healthy, cooling down, disabled — as a transition table.
+
+Pure and clock-free: every call takes `now` (wall-clock seconds). The state machine is the
+TABLE below (data, not `if` chains); the rest computes cooldown ends. Reasons are kept for
+display and never hold a credential. Expiry is lazy (on read), O(1) per call.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from .outcome import Headroom, Kind, Outcome
+
+
+class State(StrEnum):
+    HEALTHY = "healthy"
+    COOLING = "cooling"
+    DISABLED = "disabled"
+
+
+class Event(StrEnum):
+    OK = "ok"
+    RATE_LIMITED = "rate_limited"
+    QUOTA = "quota"
+    REVOKED = "revoked"
+    OVERLOADED = "overloaded"
+    CONNECTION = "connection"
+    EXPIRE = "expire"  # the cooldown's end passed
+    DISABLE = "disable"  # an operator took the account out
+    ENABLE = "enable"  # an operator put it back
+    CHANGED = "changed"  # its entry in the accounts file changed (a new key, say)
+
+
+class Until(StrEnum):
+    CLEAR = "clear"  # no end time
+    KEEP = "keep"  # leave the current end time alone
+    RESET = "reset"  # the provider's reset time (else the backoff ladder), never earlier
+    BACKOFF = "backoff"  # exponential: BACKOFF_BASE * 2**failures, capped
+
+
+# (state, event) -> (next state, end time rule). A pair not listed changes nothing.
+TABLE: dict[tuple[State, Event], tuple[State, Until]] = {
+    (State.HEALTHY, Event.OK): (State.HEALTHY, Until.CLEAR),
+    (State.HEALTHY, Event.RATE_LIMITED): (State.COOLING, Until.RESET),
+    (State.HEALTHY, Event.QUOTA): (State.COOLING, Until.RESET),
+    (State.HEALTHY, Event.REVOKED): (State.DISABLED, Until.CLEAR),
+    (State.HEALTHY, Event.OVERLOADED): (State.COOLING, Until.BACKOFF),
+    (State.HEALTHY, Event.CONNECTION): (State.COOLING, Until.BACKOFF),
+    (State.HEALTHY, Event.DISABLE): (State.DISABLED, Until.CLEAR),
+    # An answer to a request sent before the cooldown began proves nothing: keep cooling.
+    (State.COOLING, Event.OK): (State.COOLING, Until.KEEP),
+    (State.COOLING, Event.RATE_LIMITED): (State.COOLING, Until.RESET),
+    (State.COOLING, Event.QUOTA): (State.COOLING, Until.RESET),
+    (State.COOLING, Event.REVOKED): (State.DISABLED, Until.CLEAR),
+    (State.COOLING, Event.OVERLOADED): (State.COOLING, Until.BACKOFF),
+    (State.COOLING, Event.CONNECTION): (State.COOLING, Until.BACKOFF),
+    (State.COOLING, Event.EXPIRE): (State.HEALTHY, Until.CLEAR),
+    (State.COOLING, Event.DISABLE): (State.DISABLED, Until.CLEAR),
+    (State.COOLING, Event.ENABLE): (State.HEALTHY, Until.CLEAR),
+    # Disabled stays disabled whatever traffic says, until a person or the file acts.
+    (State.DISABLED, Event.ENABLE): (State.HEALTHY, Until.CLEAR),
+    (State.DISABLED, Event.CHANGED): (State.HEALTHY, Until.CLEAR),
+    (State.DISABLED, Event.DISABLE): (State.DISABLED, Until.CLEAR),
+}
+EVENT_FOR: dict[Kind, Event] = {
+    Kind.OK: Event.OK, Kind.RATE_LIMITED: Event.RATE_LIMITED, Kind.QUOTA: Event.QUOTA,
+    Kind.REVOKED: Event.REVOKED, Kind.OVERLOADED: Event.OVERLOADED,
+    Kind.CONNECTION: Event.CONNECTION,
+}
+BACKOFF_BASE = 2.0
+BACKOFF_MAX = 300.0
+MIN_COOLDOWN = 1.0  # even 'Retry-After: 0' takes the account out of the current burst
+QUOTA_DEFAULT = 3600.0  # quota exhausted and the provider did not say until when
+RAMP = 30.0  # seconds over which a recovered account goes from no to all new sessions
+LOW_HEADROOM = 0.05  # below this share left, new sessions go elsewhere
+
+
+@dataclass(slots=True)
+class AccountHealth:
+    state: State = State.HEALTHY
+    reason: str | None = None
+    until: float | None = None
+    failures: int = 0  # consecutive backoff steps; an OK while healthy resets it
+    recovered: float | None = None  # when it last became healthy again (for the ramp)
+    headroom: Headroom | None = None
+
+
+class Health:
+    def __init__(self, rng: Callable[[], float] = random.random) -> None:
+        self.rng = rng
+        self._accounts: dict[str, AccountHealth] = {}
+
+    def _get(self, alias: str, now: float) -> AccountHealth:
+        h = self._accounts.get(alias)
+        if h is None:
+            h = self._accounts[alias] = AccountHealth()
+        elif h.state is State.COOLING and h.until is not None and h.until <= now:
+            self._apply(h, Event.EXPIRE, h.until, None)
+        return h
+
+    def _apply(self, h: AccountHealth, event: Event, now: float,
+               outcome: Outcome | None, reason: str | None = None) -> bool:
+        """Run one transition; False when the table has no entry (nothing changes)."""
+        step = TABLE.get((h.state, event))
+        if step is None:
+            return False
+        before = h.state
+        h.state, rule = step
+        if rule is not Until.KEEP:
+            h.until = self._end(h, rule, event, outcome, now)
+        if h.state is State.HEALTHY:
+            if before is not State.HEALTHY:
+                h.recovered = now
+            if event is not Event.EXPIRE:  # after a cooldown, a new failure backs off longer
+                h.failures = 0
+            h.reason = None
+        elif rule is not Until.KEEP:
+            h.reason = reason or (outcome.reason if outcome else None) or event.value
+        return True
+
+    @staticmethod
+    def _end(h: AccountHealth, rule: Until, event: Event, outcome: Outcome | None,
+             now: float) -> float | None:
+        if rule is Until.CLEAR:
+            return None
+        reset = outcome.reset if outcome else None
+        if rule is Until.RESET and reset is None and event is Event.QUOTA:
+            reset = now + QUOTA_DEFAULT
+        if rule is Until.BACKOFF or reset is None:
+            reset = now + min(BACKOFF_BASE * 2 ** h.failures, BACKOFF_MAX)
+            h.failures += 1
+        return max(h.until or now, reset, now + MIN_COOLDOWN)
+
+    # ---- what traffic teaches ------------------------------------------------------------
+    def record(self, alias: str, outcome: Outcome, now: float) -> tuple[State, State]:
+        """Learn from one upstream answer; returns (state before, state after)."""
+        h = self._get(alias, now)
+        before = h.state
+        event = EVENT_FOR.get(outcome.kind)
+        if event is not None:
+            self._apply(h, event, now, outcome)
+        return before, h.state
+
+    def note_headroom(self, alias: str, headroom: Headroom | None, now: float) -> None:
+        if headroom is not None:
+            self._get(alias, now).headroom = headroom
+
+    # ---- what operators and the accounts file do ---------------------------------------
+    def disable(self, alias: str, reason: str, now: float) -> None:
+        self._apply(self._get(alias, now), Event.DISABLE, now, None, reason)
+
+    def enable(self, alias: str, now: float) -> None:
+        self._apply(self._get(alias, now), Event.ENABLE, now, None)
+
+    def changed(self, alias: str, now: float) -> None:
+        """The account's entry in the accounts file changed: a revoked key may be fixed."""
+        self._apply(self._get(alias, now), Event.CHANGED, now, None)
+
+    def new_accounts(self, before: Iterable[Any], after: Iterable[Any], now: float) -> None:
+        """The accounts file was (re)loaded: changed entries get a fresh start, gone ones go."""
+        old = {a.alias: a for a in before}
+        after = list(after)
+        for a in after:
+            if a.alias in old and old[a.alias] != a:
+                self.changed(a.alias, now)
+        self.forget(a.alias for a in after)
+
+    def forget(self, keep: Iterable[str]) -> None:
+        """Drop the health of accounts no longer in the file."""
+        keep = set(keep)
+        for alias in [a for a in self._accounts if a not in keep]:
+            del self._accounts[alias]
+
+    # ---- saved with the pins (persist.py's Section) ---------------------------------------
+    def export_state(self) -> dict[str, dict[str, Any]]:
+        """Accounts that are not healthy, JSON-able: a restart keeps cooldowns and disabled."""
+        return {alias: {"state": h.state.value, "reason": h.reason, "until": h.until,
+                        "failures": h.failures}
+                for alias, h in self._accounts.items() if h.state is not State.HEALTHY}
+
+    def import_state(self, data: Any, now: float) -> None:
+        if not isinstance(data, dict):
+            return
+        for alias, d in data.items():
+            try:
+                state, until = State(d["state"]), d.get("until")
+                h = AccountHealth(state, str(d.get("reason") or state.value),
+                                  float(until) if until is not None else None,
+                                  int(d.get("failures", 0)))
+            except (KeyError, TypeError, ValueError):
+                continue  # an unreadable entry: that account starts healthy
+            if state is not State.HEALTHY and (h.until is None or h.until > now
+                                               or state is State.DISABLED):
+                self._accounts[str(alias)] = h
+
+    # ---- what routing asks -------------------------------------------------------------
+    def available(self, alias: str, now: float) -> bool:
+        return self._get(alias, now).state is State.HEALTHY
+
+    def takes_new(self, alias: str, now: float) -> bool:
+        """May a NEW session be pinned here? No when near its limit; gradually after recovery."""
+        h = self._get(alias, now)
+        if h.state is not State.HEALTHY:
+            return False
+        if h.headroom is not None and h.headroom.left < LOW_HEADROOM and now < h.headroom.until:
+            return False
+        if h.recovered is not None and now - h.recovered < RAMP:
+            return self.rng() < (now - h.recovered) / RAMP
+        return True
+
+    def describe(self, alias: str, now: float) -> dict[str, object]:
+        h = self._get(alias, now)
+        return {"state": h.state.value, "reason": h.reason, "until": h.until}
+
+    def retry_after(self, aliases: Iterable[str], now: float) -> float | None:
+        """Seconds until the first of these accounts stops cooling (None: none is cooling)."""
+        ends = [h.until for a in aliases
+                if (h := self._get(a, now)).state is State.COOLING and h.until is not None]
+        return max(0.0, min(ends) - now) if ends else None

@@ -1,0 +1,256 @@
+import email.utils
+
+import pytest
+
+from stickyroute import health as hm
+from stickyroute.health import TABLE, Event, Health, State
+from stickyroute.outcome import (
+    Headroom,
+    Kind,
+    Outcome,
+    classify,
+    headroom,
+    parse_duration,
+    reset_time,
+)
+
+NOW = 1_700_000_000.0
+
+
+# ---- outcome classification ------------------------------------------------------------
+@pytest.mark.parametrize("text, seconds", [
+    ("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1h2m3.5s", 3723.5), ("0s", 0.0),
+    ("17", 17.0), ("2.5", 2.5), ("abc", None), ("1x", None), ("", None),
+])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("headers, delay", [
+    ({"retry-after": "20"}, 20.0),
+    ({"retry-after": "1.5"}, 1.5),
+    ({"retry-after": email.utils.formatdate(NOW + 90, usegmt=True)}, 90.0),
+    ({"retry-after-ms": "250"}, 0.25),
+    ({"retry-after-ms": "250", "retry-after": "20"}, 0.25),  # the precise one wins
+    ({"retry-after": "soon", "x-ratelimit-reset-requests": "6m0s"}, 360.0),
+    ({"x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "20ms"}, 0.02),
+    ({"x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "6m0s",
+      "x-ratelimit-remaining-tokens": "0", "x-ratelimit-remaining-requests": "10"}, 360.0),
+    ({"anthropic-ratelimit-requests-reset": "2023-11-14T22:14:20Z",
+      "anthropic-ratelimit-requests-remaining": "0"}, 1700000060.0 - NOW),
+    ({"anthropic-ratelimit-tokens-reset": "2023-11-14T22:13:50+00:00"}, 30.0),
+    ({}, None),
+    ({"retry-after": "garbage"}, None),
+])
+def test_reset_time_forms(headers, delay):
+    got = reset_time(headers, NOW)
+    assert (got is None) if delay is None else got == pytest.approx(NOW + delay)
+
+
+def test_reset_time_is_capped():
+    assert reset_time({"retry-after": "99999999"}, NOW) == NOW + 8 * 86400
+
+
+@pytest.mark.parametrize("status, body, kind", [
+    (200, None, Kind.OK),
+    (429, {"error": {"type": "rate_limit_error", "message": "x"}}, Kind.RATE_LIMITED),
+    (429, {"error": {"code": "insufficient_quota", "type": "insufficient_quota"}}, Kind.QUOTA),
+    (429, {"error": {"type": "usage_limit_reached", "resets_in_seconds": 100}}, Kind.QUOTA),
+    (401, {"error": {"type": "invalid_request_error", "code": "invalid_api_key"}}, Kind.REVOKED),
+    (403, {"type": "error", "error": {"type": "permission_error"}}, Kind.REVOKED),
+    (500, {"error": {"type": "server_error"}}, Kind.OVERLOADED),
+    (502, b"<html>", Kind.OVERLOADED),
+    (529, {"type": "error", "error": {"type": "overloaded_error"}}, Kind.OVERLOADED),
+    (400, {"error": {"type": "invalid_request_error"}}, Kind.NEUTRAL),
+    (404, None, Kind.NEUTRAL),
+    (None, None, Kind.CONNECTION),
+])
+def test_classify(status, body, kind):
+    assert classify(status, {}, body, NOW).kind is kind
+
+
+def test_quota_reset_from_codex_body():
+    o = classify(429, {}, {"error": {"type": "usage_limit_reached", "resets_in_seconds": 100}},
+                 NOW)
+    assert o.reset == NOW + 100 and o.reason == "quota exhausted (429 usage_limit_reached)"
+    o = classify(429, {}, {"error": {"type": "usage_limit_reached", "resets_at": NOW + 5}}, NOW)
+    assert o.reset == NOW + 5
+
+
+def test_reason_never_copies_free_text():
+    body = {"error": {"code": "Bearer sk-secret stuff", "message": "key sk-secret is bad"}}
+    o = classify(401, {"retry-after": "sk-secret"}, body, NOW)
+    assert "sk-secret" not in (o.reason or "")
+
+
+def test_headroom_takes_the_tightest_limit():
+    h = headroom({"x-ratelimit-remaining-requests": "50", "x-ratelimit-limit-requests": "100",
+                  "x-ratelimit-remaining-tokens": "1000", "x-ratelimit-limit-tokens": "100000",
+                  "x-ratelimit-reset-tokens": "6m0s"}, NOW)
+    assert h == Headroom(0.01, NOW + 360)
+    h = headroom({"x-codex-primary-used-percent": "97", "x-codex-primary-reset-after-seconds":
+                  "120", "x-codex-secondary-used-percent": "40"}, NOW)
+    assert h is not None and h.left == pytest.approx(0.03) and h.until == NOW + 120
+    assert headroom({"content-type": "text/plain"}, NOW) is None
+
+
+# ---- the transition table ------------------------------------------------------------
+RL = Outcome(Kind.RATE_LIMITED, "rate limited (429)", NOW + 20)
+RL_NO_RESET = Outcome(Kind.RATE_LIMITED, "rate limited (429)")
+QUOTA = Outcome(Kind.QUOTA, "quota exhausted (429 insufficient_quota)")
+REVOKED = Outcome(Kind.REVOKED, "credential rejected (401)")
+OVER = Outcome(Kind.OVERLOADED, "upstream error (529)")
+CONN = Outcome(Kind.CONNECTION, "connection error")
+OK = Outcome(Kind.OK)
+
+
+def test_every_table_entry_is_reachable_and_lands_where_it_says():
+    """Drive each (state, event) pair of TABLE from a fresh account and check the target."""
+    outcomes = {Event.OK: OK, Event.RATE_LIMITED: RL, Event.QUOTA: QUOTA,
+                Event.REVOKED: REVOKED, Event.OVERLOADED: OVER, Event.CONNECTION: CONN}
+    put_in = {State.HEALTHY: lambda h, t: None,
+              State.COOLING: lambda h, t: h.record("a", OVER, t),
+              State.DISABLED: lambda h, t: h.disable("a", "by hand", t)}
+    for (state, event), (target, _) in TABLE.items():
+        h = Health(rng=lambda: 0.0)
+        put_in[state](h, NOW)
+        assert h.describe("a", NOW)["state"] == state
+        t = NOW
+        if event in outcomes:
+            h.record("a", outcomes[event], t)
+        elif event is Event.EXPIRE:
+            t = NOW + 10_000  # lazily applied on read
+        elif event is Event.DISABLE:
+            h.disable("a", "by hand", t)
+        elif event is Event.ENABLE:
+            h.enable("a", t)
+        elif event is Event.CHANGED:
+            h.changed("a", t)
+        assert h.describe("a", t)["state"] == target, (state, event)
+
+
+def test_pairs_not_in_the_table_change_nothing():
+    h = Health()
+    h.record("a", REVOKED, NOW)
+    for o in (OK, RL, QUOTA, OVER, CONN):
+        h.record("a", o, NOW + 1)
+    assert h.describe("a", NOW + 1) == {"state": "disabled",
+                                         "reason": "credential rejected (401)", "until": None}
+    assert (State.HEALTHY, Event.ENABLE) not in TABLE
+    h2 = Health()
+    h2.changed("b", NOW)
+    h2.enable("b", NOW)
+    assert h2.available("b", NOW)
+
+
+def test_rate_limit_cools_until_reset_then_recovers():
+    h = Health()
+    assert h.record("a", RL, NOW) == (State.HEALTHY, State.COOLING)
+    assert h.describe("a", NOW) == {"state": "cooling", "reason": "rate limited (429)",
+                                    "until": NOW + 20}
+    assert not h.available("a", NOW + 19.9)
+    assert h.retry_after(["a", "b"], NOW + 5) == 15
+    assert h.available("a", NOW + 20)
+    assert h.describe("a", NOW + 20) == {"state": "healthy", "reason": None, "until": None}
+
+
+def test_cooling_keeps_the_later_end_and_ignores_late_successes():
+    h = Health()
+    h.record("a", RL, NOW)
+    h.record("a", Outcome(Kind.RATE_LIMITED, "again", NOW + 5), NOW + 1)
+    assert h.describe("a", NOW + 1)["until"] == NOW + 20
+    h.record("a", OK, NOW + 2)  # a request sent before the 429 finished late
+    assert h.describe("a", NOW + 2)["state"] == "cooling"
+
+
+def test_backoff_doubles_and_resets_on_success():
+    h = Health()
+    ends = []
+    t = NOW
+    for _ in range(4):
+        h.record("a", OVER, t)
+        until = h.describe("a", t)["until"]
+        ends.append(until - t)
+        t = until  # recovered exactly then; the next failure backs off longer
+    assert ends == [2, 4, 8, 16]
+    h.record("a", OK, t)
+    h.record("a", CONN, t)
+    assert h.describe("a", t)["until"] == t + 2
+    for _ in range(20):
+        h.record("a", OVER, t)
+    assert h.describe("a", t)["until"] <= t + hm.BACKOFF_MAX
+
+
+def test_rate_limit_without_reset_uses_backoff_and_quota_a_long_default():
+    h = Health()
+    h.record("a", RL_NO_RESET, NOW)
+    assert h.describe("a", NOW)["until"] == NOW + hm.BACKOFF_BASE
+    h.record("b", QUOTA, NOW)
+    assert h.describe("b", NOW)["until"] == NOW + hm.QUOTA_DEFAULT
+    h.record("c", Outcome(Kind.RATE_LIMITED, "r", NOW - 5), NOW)  # a reset in the past
+    assert h.describe("c", NOW)["until"] == NOW + hm.MIN_COOLDOWN
+
+
+def test_revoked_stays_disabled_until_enabled_or_changed():
+    h = Health()
+    h.record("a", REVOKED, NOW)
+    assert not h.available("a", NOW + 10**6)
+    h.changed("a", NOW + 1)
+    assert h.available("a", NOW + 1)
+    h.disable("a", "operator: rotating key", NOW + 2)
+    assert h.describe("a", NOW + 2)["reason"] == "operator: rotating key"
+    h.enable("a", NOW + 3)
+    assert h.available("a", NOW + 3)
+
+
+def test_neutral_outcomes_leave_health_alone():
+    h = Health()
+    h.record("a", OVER, NOW)
+    h.record("a", Outcome(Kind.NEUTRAL, "400"), NOW)
+    assert h.describe("a", NOW)["until"] == NOW + 2
+
+
+def test_recovered_account_takes_new_sessions_gradually():
+    rolls = iter([0.5, 0.5, 0.5])
+    h = Health(rng=lambda: next(rolls))
+    h.record("a", Outcome(Kind.RATE_LIMITED, "r", NOW + 10), NOW)
+    assert not h.takes_new("a", NOW + 5)
+    back = NOW + 10
+    assert h.available("a", back)  # pinned sessions come back at once
+    assert not h.takes_new("a", back + hm.RAMP * 0.25)  # 0.5 >= 0.25
+    assert h.takes_new("a", back + hm.RAMP * 0.75)  # 0.5 < 0.75
+    assert h.takes_new("a", back + hm.RAMP)  # ramp over: no roll needed
+    assert h.takes_new("never-seen", NOW)
+
+
+def test_new_sessions_avoid_an_account_near_its_limit():
+    h = Health()
+    h.note_headroom("a", Headroom(0.01, NOW + 60), NOW)
+    assert h.available("a", NOW) and not h.takes_new("a", NOW)
+    assert h.takes_new("a", NOW + 60)  # the limit window reset
+    h.note_headroom("a", Headroom(0.5, NOW + 120), NOW + 61)
+    assert h.takes_new("a", NOW + 61)
+
+
+def test_forget_drops_removed_accounts():
+    h = Health()
+    h.record("a", REVOKED, NOW)
+    h.record("b", REVOKED, NOW)
+    h.forget(["b"])
+    assert h.available("a", NOW) and not h.available("b", NOW)
+
+
+def test_state_survives_a_restart_through_export_and_import():
+    h = Health()
+    h.record("a", RL, NOW)
+    h.record("b", REVOKED, NOW)
+    h.record("c", OK, NOW)
+    h.record("d", Outcome(Kind.RATE_LIMITED, "r", NOW + 1), NOW)
+    data = h.export_state()
+    assert set(data) == {"a", "b", "d"}
+    fresh = Health()
+    fresh.import_state({**data, "junk": {"state": "??"}, "bad": 3}, NOW + 5)
+    assert fresh.describe("a", NOW + 5) == h.describe("a", NOW + 5)
+    assert fresh.describe("b", NOW + 5)["state"] == "disabled"
+    assert fresh.available("d", NOW + 5) and fresh.available("junk", NOW + 5)
+    fresh.import_state("not a dict", NOW)
