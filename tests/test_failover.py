@@ -255,3 +255,31 @@ def test_accounts_file_change_enables_a_revoked_account(env, tmp_path):
     assert route.reload_accounts_if_changed()
     assert route.health.available("oa", route.clock())
     assert not route.health.available("ob", route.clock())  # its entry did not change
+
+
+def test_hard_pin_held_only_by_encrypted_reasoning_is_retried_elsewhere(env, monkeypatch):
+    """Codex with store=false: every later turn is chain-hard, yet its state is portable."""
+    route, fo, _, _, replayed, _ = env
+    first = routed(route)
+    home = first.metadata["stickyroute"]["account"]
+    hard = SessionId(next(iter(route.pins)).session, "chain:reasoning", hard=True)
+    monkeypatch.setattr(addon_module, "identify", lambda *a, **k: hard)
+    history = [{"role": "user", "content": "hi"},
+               {"type": "reasoning", "id": "rs_1", "encrypted_content": "sealed-by-home"},
+               {"role": "user", "content": "more"}]
+    f = flow(body={"model": "gpt-5", "input": history, "store": False})
+    f.live = True
+    route.request(f)
+    assert f.metadata["stickyroute"]["hard"] and f.metadata["stickyroute"]["account"] == home
+    answer(fo, f, 429, {"retry-after": "20"})
+    (retry,) = replayed
+    meta = retry.metadata["stickyroute"]
+    assert meta["affinity"] == "moved" and meta["dropped_reasoning"] == 1
+    assert f.response.status_code == 200
+
+
+def test_operator_enable_takes_new_sessions_at_once(env):
+    route, *_ = env
+    route.health.disable("oa", "by hand", route.clock())
+    route.health.enable("oa", route.clock())
+    assert route.health.takes_new("oa", route.clock())

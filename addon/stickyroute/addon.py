@@ -26,7 +26,7 @@ from .choose import Chooser, decide
 from .claim import Claims
 from .classify import Endpoint, classify
 from .errors import NoAccount
-from .fallback import Kept, drop_foreign_reasoning, explain, movable, pools
+from .fallback import Kept, decide_or_move, drop_foreign_reasoning, explain, pools, portable
 from .guard import CLIENT, CLIENT_ID, SIGNED
 from .health import Health
 from .identify import SessionId, client_identity, identify
@@ -242,11 +242,11 @@ class StickyRoute:
             return self._claim_then_route(flow, session.key, fresh or ready)
         if only is not None:
             ready = fresh = [a for a in ready if a.alias == only] or ready
-        if session and session.hard and route.endpoint is Endpoint.RESPONSES:
-            session = movable(session, body, s.fallback)  # encrypted reasoning can be dropped
+        movable = route.endpoint is Endpoint.RESPONSES and portable(body, s.fallback)
         try:
-            decision = decide(self.pins, self.chooser, route.provider, ready, session, now,
-                              s.fallback, self.ledger.inflight(ready), fresh)
+            decision, session = decide_or_move(lambda sid: decide(
+                self.pins, self.chooser, route.provider, ready, sid, now, s.fallback,
+                self.ledger.inflight(ready), fresh), session, movable)
         except NoAccount as e:
             e = explain(e, self.health, accounts, self.pins, session, s.fallback, now)
             flow.response = http.Response.make(e.status, e.body(), e.headers())
@@ -257,7 +257,7 @@ class StickyRoute:
         account = decision.account
         self.ledger[account.alias].count_request(decision.affinity)
         self.ledger[account.alias].inflight += 1
-        if not retry and not (session and session.hard) and req.raw_content is not None:
+        if not retry and (movable or not (session and session.hard)) and req.raw_content:
             self.client_requests.keep(flow.id, req.copy())  # for a transparent retry
         credentials = account.credential_headers()
         rewrite.set_credentials(req.headers, credentials)

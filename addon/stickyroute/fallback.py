@@ -7,11 +7,12 @@ reasons, never a credential.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
 from . import rewrite
+from .choose import Decision
 from .errors import NoAccount
 from .health import Health
 from .identify import SessionId
@@ -55,12 +56,23 @@ def explain(e: NoAccount, health: Health, accounts: Sequence[Any], pins: PinTabl
                    code="account_cooling_down", retry_after=seconds)
 
 
-def movable(session: SessionId, body: dict[str, Any] | None, fallback: str) -> SessionId:
-    """A hard session whose only account-bound state is encrypted reasoning becomes soft under
-    sticky_fallback=rotate: on a move, drop_foreign_reasoning takes that state out."""
-    if fallback == "rotate" and rewrite.state_is_portable(body):
-        return session._replace(hard=False)
-    return session
+def decide_or_move(decide_one: Callable[[SessionId | None], Decision],
+                   session: SessionId | None, portable: bool) -> tuple[Decision, SessionId | None]:
+    """decide(), and when a hard pin cannot be served but its only account-bound state is
+    encrypted reasoning (`portable`), decide again for it as a soft pin: it moves, and
+    drop_foreign_reasoning takes that state out of the request."""
+    try:
+        return decide_one(session), session
+    except NoAccount:
+        if session is None or not session.hard or not portable:
+            raise
+        soft = session._replace(hard=False)
+        return decide_one(soft), soft
+
+
+def portable(body: dict[str, Any] | None, fallback: str) -> bool:
+    """May a hard-pinned Responses request move (sticky_fallback=rotate, reasoning only)?"""
+    return fallback == "rotate" and rewrite.state_is_portable(body)
 
 
 class Kept[T]:

@@ -75,7 +75,7 @@ BACKOFF_BASE = 2.0
 BACKOFF_MAX = 300.0
 MIN_COOLDOWN = 1.0  # even 'Retry-After: 0' takes the account out of the current burst
 QUOTA_DEFAULT = 3600.0  # quota exhausted and the provider did not say until when
-RAMP = 30.0  # seconds over which a recovered account goes from no to all new sessions
+RAMP = 30.0  # seconds over which an account back from a cooldown takes all new sessions
 LOW_HEADROOM = 0.05  # below this share left, new sessions go elsewhere
 
 
@@ -108,13 +108,14 @@ class Health:
         step = TABLE.get((h.state, event))
         if step is None:
             return False
-        before = h.state
         h.state, rule = step
         if rule is not Until.KEEP:
             h.until = self._end(h, rule, event, outcome, now)
         if h.state is State.HEALTHY:
-            if before is not State.HEALTHY:
+            if event is Event.EXPIRE:  # back by itself: ramp in (a person's enable is trusted)
                 h.recovered = now
+            elif event is not Event.OK:
+                h.recovered = None
             if event is not Event.EXPIRE:  # after a cooldown, a new failure backs off longer
                 h.failures = 0
             h.reason = None
