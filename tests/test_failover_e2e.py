@@ -262,3 +262,24 @@ def test_fault_matrix(env: tuple[Mitmdump, FakeUpstream]) -> None:
     assert all(a["inflight"] == 0 for a in state["accounts"].values())
     assert state["kept_requests"] == 0
     assert "sk-test" not in proxy.output()  # credentials never logged
+
+
+def test_hard_pinned_turns_fail_clearly_and_never_move(env: tuple[Mitmdump, FakeUpstream]) -> None:
+    """previous_response_id lives on one account: a 429 there is the client's to see (with
+    Retry-After), and the next turn waits for that account instead of moving."""
+    proxy, fake = env
+    client = openai_client(proxy)
+    r1 = client.responses.create(model="gpt-fake", input="a conversation kept server-side")
+    home = fake.requests()[-1]["account"]
+    fake.add_fault(account=home, kind="429", count=1, retry_after=30)
+    with pytest.raises(openai.RateLimitError) as upstream:
+        client.responses.create(model="gpt-fake", input="next", previous_response_id=r1.id)
+    with pytest.raises(openai.RateLimitError) as ours:
+        client.responses.create(model="gpt-fake", input="again", previous_response_id=r1.id)
+    print(upstream.value, "|", ours.value)
+    assert upstream.value.response.headers["retry-after"] == "30"
+    assert 25 <= int(ours.value.response.headers["retry-after"]) <= 30
+    assert f"lives on account '{home}'" in str(ours.value) and "cannot move" in str(ours.value)
+    chained = [e for e in fake.requests() if e["previous_response_id"] == r1.id]
+    assert [e["account"] for e in chained] == [home]  # the second turn never left the proxy
+    assert not any(e["error_code"] == "previous_response_not_found" for e in fake.requests())
