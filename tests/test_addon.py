@@ -181,6 +181,8 @@ def test_idle_pin_expires_and_sweep(addon_ctx):
     ("sticky_session_headers", ["bad header"], "sticky_session_headers"),
     ("sticky_strategy", "best", "sticky_strategy"),
     ("sticky_fallback", "maybe", "sticky_fallback"),
+    ("sticky_store_timeout", 0, "sticky_store_timeout"),
+    ("sticky_store_timeout", 501, "sticky_store_timeout"),
 ])
 def test_bad_options_are_refused(addon_ctx, option, value, match):
     addon, tctx, _ = addon_ctx

@@ -26,7 +26,7 @@ SECTIONS = ("chains", "health")  # StickyRoute attributes saved when they implem
 class Persistence:
     def __init__(self, sticky: Any) -> None:
         self.sticky = sticky
-        self._spec: tuple[str, str, str] | None = None
+        self._spec: tuple[str, str, str, float] | None = None
         self._task: asyncio.Task[None] | None = None
         self._running = False
 
@@ -40,9 +40,10 @@ class Persistence:
         return Local(s.pins, sections, [a.alias for a in s.accounts.accounts])
 
     def configure(self, updated: set[str]) -> None:
-        if not {"sticky_store", "sticky_store_prefix", "confdir"} & updated:
+        if not {"sticky_store", "sticky_store_prefix", "sticky_store_timeout", "confdir"} & updated:
             return
-        spec = (ctx.options.sticky_store, ctx.options.confdir, ctx.options.sticky_store_prefix)
+        spec = (ctx.options.sticky_store, ctx.options.confdir, ctx.options.sticky_store_prefix,
+                ctx.options.sticky_store_timeout / 1000)
         if spec != self._spec:
             self._spec = spec
             if self._running:  # switched at run time: save to the old store, load the new one
@@ -66,9 +67,9 @@ class Persistence:
         self.sticky.store = MemoryStore()
 
     def _open(self) -> None:
-        spec, confdir, prefix = self._spec or ("", "~/.mitmproxy", "stickyroute:")
+        spec, confdir, prefix, timeout = self._spec or ("", "~/.mitmproxy", "stickyroute:", 0.1)
         try:
-            store: Store = make_store(spec, confdir, prefix)
+            store: Store = make_store(spec, confdir, prefix, timeout)
             store.open(self.local(), self.sticky.clock())
         except Exception:
             logger.exception("stickyroute: store: cannot open %r; keeping pins in memory", spec)

@@ -30,9 +30,10 @@ from .store import Local
 
 logger = logging.getLogger("stickyroute")
 
-# A request waits about TIMEOUT for Redis. Time the event loop itself spent elsewhere (a
-# burst of TLS handshakes can hold it for 100+ ms) is not held against Redis, up to HARD_TIMEOUT.
-TIMEOUT = 0.05
+# A request waits about `timeout` (sticky_store_timeout) for Redis. Time the event loop itself
+# spent elsewhere (a burst of TLS handshakes can hold it for 100+ ms) is not held against Redis,
+# up to HARD_TIMEOUT.
+TIMEOUT = 0.1
 HARD_TIMEOUT = 0.5
 DOWN_AFTER = 2  # consecutive failed calls before the store counts Redis as down
 BACKOFF = (0.5, 30.0)
@@ -67,8 +68,9 @@ class RedisStore:
     shared = True
 
     def __init__(self, url: str, prefix: str = "stickyroute:",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, timeout: float = TIMEOUT) -> None:
         self.url = url
+        self.timeout = min(timeout, HARD_TIMEOUT)
         self.prefix = prefix
         self.clock = clock  # monotonic, for backoff only; pin times come from the caller
         self.idle_timeout = 3600.0
@@ -100,8 +102,8 @@ class RedisStore:
             return None
         try:
             if self._sha is None:
-                self._sha = await _within(self.client.script_load(_PIN_SCRIPT))
-            result = await _within(job())
+                self._sha = await _within(self.client.script_load(_PIN_SCRIPT), self.timeout)
+            result = await _within(job(), self.timeout)
             self._failures = 0
             return result
         except NoScriptError:
@@ -281,19 +283,19 @@ class RedisStore:
         return out
 
 
-async def _within[T](job: Awaitable[T]) -> T:
-    """`job` within TIMEOUT of Redis time: while our own timer fires late (the loop was busy),
+async def _within[T](job: Awaitable[T], timeout: float = TIMEOUT) -> T:
+    """`job` within `timeout` of Redis time: while our own timer fires late (the loop was busy),
     the wait is extended, never past HARD_TIMEOUT."""
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(job)
     hard = loop.time() + HARD_TIMEOUT
     while True:
         started = loop.time()
-        done, _ = await asyncio.wait({task}, timeout=TIMEOUT)
+        done, _ = await asyncio.wait({task}, timeout=timeout)
         if done:
             return task.result()
         now = loop.time()
-        if now - started - TIMEOUT < TIMEOUT / 2 or now >= hard:
+        if now - started - timeout < timeout / 2 or now >= hard:
             task.cancel()
             raise TimeoutError("redis did not answer in time")
 

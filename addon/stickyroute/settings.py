@@ -44,6 +44,8 @@ OPTIONS: tuple[tuple[str, type, Any, str, Sequence[str] | None], ...] = (
      None),
     ("sticky_store_prefix", str, "stickyroute:",
      "Key prefix in Redis, so several deployments can share one Redis server.", None),
+    ("sticky_store_timeout", int, 100,
+     "Milliseconds a request waits for Redis before routing from local memory.", None),
     ("sticky_admin", str, "127.0.0.1:8091",
      "HOST:PORT of the admin API, metrics and dashboard; empty turns them off.", None),
     ("sticky_admin_token", str, "",
@@ -94,6 +96,9 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
     elif "://" in store:
         raise ValueError(f"Cannot parse sticky_store option: {store!r} is not memory, a file "
                          "path or redis://...")
+    if not 1 <= get("sticky_store_timeout") <= 500:
+        raise ValueError("Cannot parse sticky_store_timeout option: milliseconds from 1 to 500, "
+                         f"got {get('sticky_store_timeout')}")
     if not get("sticky_store_prefix"):
         raise ValueError("Cannot parse sticky_store_prefix option: must not be empty")
     if not get("sticky_accounts"):

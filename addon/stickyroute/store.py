@@ -123,12 +123,12 @@ def store_target(spec: str, confdir: str) -> tuple[str, str]:
     return "file", os.path.abspath(os.path.expanduser(spec))
 
 
-def make_store(spec: str, confdir: str, prefix: str) -> Store:
+def make_store(spec: str, confdir: str, prefix: str, timeout: float = 0.1) -> Store:
     kind, target = store_target(spec, confdir)
     if kind == "redis":
         from .redisstore import RedisStore
 
-        return RedisStore(target, prefix)
+        return RedisStore(target, prefix, timeout=timeout)
     if kind == "file":
         from .filestore import FileStore
 
