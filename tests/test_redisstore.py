@@ -105,11 +105,16 @@ def test_flush_refreshes_moves_removes_and_adopts_the_winner(server):
 def test_chains_and_health_are_shared(server):
     async def go():
         a, b = RedisStore(server.url, "t:"), RedisStore(server.url, "t:")
-        a.save_chain("resp_1", "openai/s1", ttl=60)
+        a.save_chain("openai/c/resp_1", "openai/s1", "oa", ttl=60)
         a.save_health("oa", {"state": "cooling", "reason": "429", "until": 1060.0})
         await a.flush(local(), 1000.0)
-        assert await b.load_chain("resp_1") == "openai/s1"
-        assert await b.load_chain("resp_unknown") is None
+        assert await b.load_chain("openai/c/resp_1") == ("openai/s1", "oa")
+        assert await b.load_chain("openai/c/resp_unknown") is None
+        r = aioredis.Redis.from_url(server.url, decode_responses=True)
+        assert 50_000 < await r.pttl("t:chain:openai/c/resp_1") <= 60_000
+        await r.set("t:chain:openai/c/old", "openai/s-old-format")  # unreadable: unknown
+        assert await b.load_chain("openai/c/old") is None
+        await r.aclose()
         assert await b.load_health() == {"oa": {"state": "cooling", "reason": "429", "until": 1060.0}}
         await a.close(local(), 1000.0)
         await b.close(local(), 1000.0)

@@ -18,7 +18,7 @@ from typing import Any
 
 from mitmproxy import command, ctx, exceptions, http
 
-from . import masking, peek, rewrite, views
+from . import masking, peek, rewrite, share, views
 from .accounts import Account, AccountsError, AccountSet
 from .bodycap import bounded_decode
 from .chains import ChainMap, continue_session
@@ -39,6 +39,7 @@ from .store import MemoryStore, Store
 logger = logging.getLogger("stickyroute")
 
 META = "stickyroute"
+ASKED = "stickyroute.chain_asked"  # the shared store was asked about previous_response_id
 RETRY = "stickyroute.retry"  # set on a flow failover.py sends again: {"of", "attempt", "exclude"}
 MAX_BODY = 32 * 1024 * 1024  # decoded bytes we are willing to look at
 WATCH_INTERVAL = 1.0
@@ -229,6 +230,10 @@ class StickyRoute:
                 session = identify(route.provider, req.headers, body, s.session_headers,
                                    client=client)
         if s.enabled and body is not None and route.endpoint is Endpoint.RESPONSES:
+            prev = None if ASKED in flow.metadata else share.unknown_previous(
+                self.chains, self.store, f"{route.provider}/{client}", body, self.clock())
+            if prev is not None:  # another proxy may have started this chain: ask once
+                return self._fetch_chain_then_route(flow, f"{route.provider}/{client}", prev)
             session = self._chain(f"{route.provider}/{client}", body, session)
         now, retry = self.clock(), flow.metadata.get(RETRY) or {}
         accounts = self._candidates.get(route.provider, [])
@@ -305,6 +310,15 @@ class StickyRoute:
         alias = await self.claims.settle(key, candidates, self.chooser, self.pins, self.store,
                                          self.clock())
         self._route_safely(flow, only=alias or "")  # "": no answer, any account
+
+    async def _fetch_chain_then_route(self, flow: http.HTTPFlow, namespace: str,
+                                      prev: str) -> None:
+        """A previous_response_id unknown here: learn it from the shared store, then route."""
+        flow.metadata[ASKED] = True
+        await share.fetch_chain(self.chains, self.store, namespace, prev, self.clock())
+        result = self._route_safely(flow)
+        if result is not None:  # a new session after all: claim it
+            await result
 
     def _chain(self, namespace: str, body: dict[str, Any],
                session: SessionId | None) -> SessionId | None:

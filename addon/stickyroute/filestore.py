@@ -133,10 +133,10 @@ class FileStore:
     def shared_sessions(self) -> Mapping[str, int] | None:
         return None
 
-    def save_chain(self, response_id: str, session: str, ttl: float) -> None:
+    def save_chain(self, key: str, session: str, alias: str, ttl: float) -> None:
         self._changes += 1  # the chain map itself is saved as a section
 
-    async def load_chain(self, response_id: str) -> str | None:
+    async def load_chain(self, key: str) -> tuple[str, str] | None:
         return None
 
     def save_health(self, alias: str, state: Mapping[str, Any]) -> None:

@@ -19,6 +19,7 @@ from . import rewrite
 from .addon import MAX_BODY, META, StickyRoute, _describe
 from .observe import Observer
 from .prices import format_micros
+from .share import publish_chain
 from .sse import SseParser, decoder_for, parse_all
 
 logger = logging.getLogger("stickyroute")
@@ -143,8 +144,10 @@ class Follow:
         if obs.response_id and meta["endpoint"] == "responses" and not obs.error:
             session = meta.get("session_key") or (
                 f"{meta['provider']}/{meta['client']}/chain-{obs.response_id}")
-            r.chains.learn(f"{meta['provider']}/{meta['client']}",
-                           [obs.response_id, *obs.reasoning_ids], session, alias, now)
+            namespace, ids = f"{meta['provider']}/{meta['client']}", [obs.response_id,
+                                                                      *obs.reasoning_ids]
+            r.chains.learn(namespace, ids, session, alias, now)
+            publish_chain(r.store, namespace, ids, session, alias, r.chains.ttl)
         if obs.affinity_break:
             stats.affinity_breaks += 1
             result["affinity_break"] = obs.affinity_break

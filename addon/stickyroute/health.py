@@ -93,21 +93,25 @@ class Health:
     def __init__(self, rng: Callable[[], float] = random.random) -> None:
         self.rng = rng
         self._accounts: dict[str, AccountHealth] = {}
+        # Called on every change of state or cooldown end, except a cooldown running out
+        # (each proxy sees that by itself): (alias, event, now). persist.py shares it.
+        self.on_change: Callable[[str, Event, float], None] | None = None
 
     def _get(self, alias: str, now: float) -> AccountHealth:
         h = self._accounts.get(alias)
         if h is None:
             h = self._accounts[alias] = AccountHealth()
         elif h.state is State.COOLING and h.until is not None and h.until <= now:
-            self._apply(h, Event.EXPIRE, h.until, None)
+            self._apply(alias, h, Event.EXPIRE, h.until, None)
         return h
 
-    def _apply(self, h: AccountHealth, event: Event, now: float,
+    def _apply(self, alias: str, h: AccountHealth, event: Event, now: float,
                outcome: Outcome | None, reason: str | None = None) -> bool:
         """Run one transition; False when the table has no entry (nothing changes)."""
         step = TABLE.get((h.state, event))
         if step is None:
             return False
+        before = (h.state, h.until)
         h.state, rule = step
         if rule is not Until.KEEP:
             h.until = self._end(h, rule, event, outcome, now)
@@ -121,6 +125,9 @@ class Health:
             h.reason = None
         elif rule is not Until.KEEP:
             h.reason = reason or (outcome.reason if outcome else None) or event.value
+        if self.on_change is not None and event is not Event.EXPIRE and (
+                (h.state, h.until) != before or event is Event.DISABLE):
+            self.on_change(alias, event, now)
         return True
 
     @staticmethod
@@ -143,7 +150,7 @@ class Health:
         before = h.state
         event = EVENT_FOR.get(outcome.kind)
         if event is not None:
-            self._apply(h, event, now, outcome)
+            self._apply(alias, h, event, now, outcome)
         return before, h.state
 
     def note_headroom(self, alias: str, headroom: Headroom | None, now: float) -> None:
@@ -152,14 +159,14 @@ class Health:
 
     # ---- what operators and the accounts file do ---------------------------------------
     def disable(self, alias: str, reason: str, now: float) -> None:
-        self._apply(self._get(alias, now), Event.DISABLE, now, None, reason)
+        self._apply(alias, self._get(alias, now), Event.DISABLE, now, None, reason)
 
     def enable(self, alias: str, now: float) -> None:
-        self._apply(self._get(alias, now), Event.ENABLE, now, None)
+        self._apply(alias, self._get(alias, now), Event.ENABLE, now, None)
 
     def changed(self, alias: str, now: float) -> None:
         """The account's entry in the accounts file changed: a revoked key may be fixed."""
-        self._apply(self._get(alias, now), Event.CHANGED, now, None)
+        self._apply(alias, self._get(alias, now), Event.CHANGED, now, None)
 
     def new_accounts(self, before: Iterable[Any], after: Iterable[Any], now: float) -> None:
         """The accounts file was (re)loaded: changed entries get a fresh start, gone ones go."""
@@ -197,6 +204,38 @@ class Health:
             if state is not State.HEALTHY and (h.until is None or h.until > now
                                                or state is State.DISABLED):
                 self._accounts[str(alias)] = h
+
+    # ---- shared with other proxies (a shared store) -------------------------------------
+    def shared_state(self, alias: str, event: Event, now: float) -> dict[str, Any]:
+        """What other proxies need to know of this account's last change."""
+        h = self._get(alias, now)
+        return {"state": h.state.value, "reason": h.reason, "until": h.until,
+                "event": event.value, "at": now}
+
+    def merge(self, alias: str, d: Any, now: float) -> bool:
+        """Take another proxy's change (from shared_state): its disable and its operator's
+        enable apply here too; its cooldown when it ends later than ours. No on_change call.
+        True when something changed."""
+        try:
+            state, until = State(d["state"]), d.get("until")
+            until = float(until) if until is not None else None
+            reason = str(d.get("reason") or state.value)
+            event = str(d.get("event") or "")
+        except (KeyError, TypeError, ValueError):
+            return False
+        h = self._get(alias, now)
+        if state is State.DISABLED and h.state is not State.DISABLED:
+            h.state, h.reason, h.until, h.recovered = State.DISABLED, reason, None, None
+        elif (state is State.COOLING and until is not None and until > now
+              and h.state is not State.DISABLED and (h.until or 0.0) < until):
+            h.state, h.reason, h.until, h.recovered = State.COOLING, reason, until, None
+        elif (state is State.HEALTHY and event == Event.ENABLE.value
+              and h.state is not State.HEALTHY):
+            h.state, h.reason, h.until, h.failures, h.recovered = (
+                State.HEALTHY, None, None, 0, None)
+        else:
+            return False
+        return True
 
     # ---- what routing asks -------------------------------------------------------------
     def available(self, alias: str, now: float) -> bool:

@@ -14,6 +14,8 @@ from typing import Any
 
 from mitmproxy import ctx
 
+from .health import Event, Health
+from .share import HealthSync
 from .snapshot import LedgerSection
 from .store import Local, MemoryStore, Section, Store, make_store
 
@@ -29,6 +31,13 @@ class Persistence:
         self._spec: tuple[str, str, str, float] | None = None
         self._task: asyncio.Task[None] | None = None
         self._running = False
+        self.health_sync = HealthSync()
+
+    def _health_changed(self, alias: str, event: Event, now: float) -> None:
+        try:
+            self.health_sync.publish(self.sticky.health, self.sticky.store, alias, event, now)
+        except Exception:  # called from the traffic path: never raise into it
+            logger.exception("stickyroute: store: could not share a health change")
 
     def local(self) -> Local:
         s = self.sticky
@@ -53,6 +62,9 @@ class Persistence:
 
     def running(self) -> None:
         self._running = True
+        health = getattr(self.sticky, "health", None)
+        if isinstance(health, Health):
+            health.on_change = self._health_changed
         self._open()
         self._task = asyncio.ensure_future(self._ticks())
 
@@ -86,6 +98,10 @@ class Persistence:
         while True:
             await asyncio.sleep(TICK)
             try:
-                await self.sticky.store.tick(self.local(), self.sticky.clock())
+                local = self.local()
+                await self.sticky.store.tick(local, self.sticky.clock())
+                if isinstance(getattr(self.sticky, "health", None), Health):
+                    await self.health_sync.pull(self.sticky.health, self.sticky.store,
+                                                local.aliases, self.sticky.clock())
             except Exception:  # a background job must never die silently
                 logger.exception("stickyroute: store: background save/sync failed")

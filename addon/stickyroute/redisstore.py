@@ -2,7 +2,10 @@
 
 Keys (under the prefix): `pin:<session>` = "alias|created" with TTL = idle timeout (capped by
 max age), refreshed on use; `sessions:<alias>` a sorted set of session -> expiry (shared
-session counts); `chain:<response id>` = session; `health` a hash alias -> JSON.
+session counts); `chain:<provider>/<client>/<response or reasoning id>` = JSON [session, alias]
+with TTL = the chain map's; `health` a hash alias -> JSON (the account's last state change).
+Chain and health writes are queued and sent together soon after (one pipeline per loop turn),
+so another proxy can follow a chain a moment after the response that started it.
 
 Redis is a second level behind the local PinTable and never a place a request waits long:
 every call has a timeout of tens of milliseconds; on failure the store goes "down", answers
@@ -38,6 +41,7 @@ HARD_TIMEOUT = 0.5
 DOWN_AFTER = 2  # consecutive failed calls before the store counts Redis as down
 BACKOFF = (0.5, 30.0)
 BATCH = 1000  # pins per pipeline when flushing
+MAX_WRITES = 100_000  # queued chain/health writes kept while Redis is down (newer ones dropped)
 
 # KEYS[1] pin key. ARGV: value, idle ms, max age s, now s, sessions-key prefix, session,
 # mode ("claim": keep an existing pin; "put": overwrite it). Returns {winning value, 1 if new}.
@@ -88,6 +92,7 @@ class RedisStore:
         self._moved: dict[str, Pin] = {}  # overwrite at the next flush
         self._removed: set[str] = set()
         self._writes: list[tuple[str, str, str | int]] = []  # chain: SET, health: HSET
+        self._sending = False  # a send of the queued writes is scheduled
         self._counts: dict[str, int] = {}
         self._claims: list[tuple[Pin, asyncio.Future[Any]]] = []  # sent together, next turn
         self.adopted = 0  # pins this proxy had to give up to another proxy's claim
@@ -261,16 +266,48 @@ class RedisStore:
         return self._counts
 
     # ---- chains and health (shared) ------------------------------------------------------
-    def save_chain(self, response_id: str, session: str, ttl: float) -> None:
-        self._writes.append((self.prefix + "chain:" + response_id, session, int(ttl * 1000)))
+    def save_chain(self, key: str, session: str, alias: str, ttl: float) -> None:
+        if len(self._writes) < MAX_WRITES:
+            self._writes.append((self.prefix + "chain:" + key,
+                                 json.dumps([session, alias], separators=(",", ":")),
+                                 int(ttl * 1000)))
+            self._send_soon()
 
-    async def load_chain(self, response_id: str) -> str | None:
-        value = await self._call(lambda: self.client.get(self.prefix + "chain:" + response_id))
-        return str(value) if value is not None else None
+    async def load_chain(self, key: str) -> tuple[str, str] | None:
+        value = await self._call(lambda: self.client.get(self.prefix + "chain:" + key))
+        try:
+            session, alias = json.loads(value) if value is not None else (None, None)
+        except (TypeError, ValueError):
+            return None
+        if isinstance(session, str) and isinstance(alias, str):
+            return session, alias
+        return None
 
     def save_health(self, alias: str, state: Mapping[str, Any]) -> None:
         self._writes.append((self.prefix + "health", alias,
                              json.dumps(dict(state), separators=(",", ":"))))
+        self._send_soon()
+
+    def _send_soon(self) -> None:
+        """Send the queued writes in a moment, all of one loop turn in one pipeline."""
+        if self._sending or not self.up:
+            return  # while down the tick re-sends them after reconnecting
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a unit test): the next flush sends them
+        self._sending = True
+        loop.call_soon(lambda: asyncio.ensure_future(self._send_writes()))
+
+    async def _send_writes(self) -> None:
+        self._sending = False
+        writes, self._writes = self._writes[:BATCH], self._writes[BATCH:]
+        if not writes:
+            return
+        if await self._call(functools.partial(self._pipeline, [], [], writes, 0.0)) is None:
+            self._writes[:0] = writes  # down or slow: the tick tries again
+        elif self._writes:
+            self._send_soon()
 
     async def load_health(self) -> dict[str, dict[str, Any]]:
         raw = await self._call(lambda: self.client.hgetall(self.prefix + "health"))

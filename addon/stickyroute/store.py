@@ -68,8 +68,14 @@ class Store(Protocol):
         """Live sessions per alias across all proxies (None: only local counts are known)."""
         ...
 
-    def save_chain(self, response_id: str, session: str, ttl: float) -> None: ...
-    async def load_chain(self, response_id: str) -> str | None: ...
+    def save_chain(self, key: str, session: str, alias: str, ttl: float) -> None:
+        """Note one chain link (key: "<provider>/<client>/<id>", as in the chain map)."""
+        ...
+
+    async def load_chain(self, key: str) -> tuple[str, str] | None:
+        """(session, alias) another proxy learned for this chain key; None: unknown/no answer."""
+        ...
+
     def save_health(self, alias: str, state: Mapping[str, Any]) -> None: ...
     async def load_health(self) -> dict[str, dict[str, Any]]: ...
 
@@ -98,10 +104,10 @@ class MemoryStore:
     def shared_sessions(self) -> Mapping[str, int] | None:
         return None
 
-    def save_chain(self, response_id: str, session: str, ttl: float) -> None:
+    def save_chain(self, key: str, session: str, alias: str, ttl: float) -> None:
         return None
 
-    async def load_chain(self, response_id: str) -> str | None:
+    async def load_chain(self, key: str) -> tuple[str, str] | None:
         return None
 
     def save_health(self, alias: str, state: Mapping[str, Any]) -> None:
