@@ -127,10 +127,36 @@ def redis_server():
 
 
 def two(factory: MitmdumpFactory, fake: FakeUpstream, tmp: Path, server: RedisServer,
-        ) -> tuple[Mitmdump, Mitmdump]:
+        **options: Any) -> tuple[Mitmdump, Mitmdump]:
     return tuple(start(factory, fake, tmp, tmp / f"conf{i}", sticky_store=server.url,
-                       sticky_strategy=strategy)  # type: ignore[return-value]
+                       sticky_strategy=strategy, **options)  # type: ignore[return-value]
                  for i, strategy in enumerate(("round-robin", "fill-first")))
+
+
+def test_a_chain_started_on_one_proxy_continues_on_the_other(
+        fake_upstream: FakeUpstream, mitmdump_factory: MitmdumpFactory, tmp_path: Path,
+        redis_server: RedisServer) -> None:
+    """No session header, no prompt_cache_key: only previous_response_id ties the turns, and
+    each turn goes to the other proxy, which never saw the response it continues."""
+    a, b = two(mitmdump_factory, fake_upstream, tmp_path, redis_server,
+               sticky_inject_cache_key=False)
+    last: dict[int, str] = {}
+    for t in range(3):
+        proxy = (a, b)[t % 2]
+        with openai_client(proxy) as client:
+            for conv in range(6):
+                kw = {"previous_response_id": last[conv]} if conv in last else {}
+                last[conv] = client.responses.create(model="gpt-5", input=f"c{conv} t{t}",
+                                                     **kw).id
+    entries = fake_upstream.requests()
+    assert len(entries) == 18 and not any(e["error_code"] for e in entries), entries
+    assert all(e["status"] == 200 for e in entries)
+    by_conv: dict[int, set[str]] = defaultdict(set)
+    for i, e in enumerate(entries):
+        by_conv[i % 6].add(e["account"])
+    assert all(len(v) == 1 for v in by_conv.values()), by_conv
+    assert len(set().union(*by_conv.values())) > 1  # a's round-robin spread them: b had to ask
+    assert "Traceback" not in a.output() + b.output()
 
 
 def test_two_proxies_share_pins(fake_upstream: FakeUpstream, mitmdump_factory: MitmdumpFactory,
