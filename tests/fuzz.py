@@ -27,7 +27,7 @@ from tests.harness import Mitmdump, raw_client
 TARGETS = ["https://api.openai.com/v1/responses", "https://api.openai.com/v1/chat/completions",
            "https://api.anthropic.com/v1/messages?beta=true", "https://api.openai.com/v1/models",
            "https://chatgpt.com/backend-api/codex/responses", "https://api.anthropic.com/v1/x"]
-OVER_CAP = 33 * 1024 * 1024  # addon.MAX_BODY is 32 MiB
+OVER_CAP = 33 * 1024 * 1024  # bodycap.MAX_BODY is 32 MiB
 
 
 class Sink:

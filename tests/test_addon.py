@@ -7,6 +7,7 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
 
 from stickyroute.addon import StickyRoute
+from stickyroute.commands import StickyCommands
 
 ACCOUNTS = """\
 accounts:
@@ -230,15 +231,17 @@ def test_soft_pin_moves_when_account_disappears(addon_ctx, accounts_file):
 
 def test_commands(addon_ctx):
     addon, tctx, _ = addon_ctx
+    commands = StickyCommands(addon)
     addon.request(flow(body={"input": "x"}, headers=[("session-id", "conv-9")]))
-    assert any("conv-9" in line for line in tctx.command(addon.sessions_command))
-    assert any(line.startswith("oa openai healthy sessions=") for line in addon.accounts_command())
-    addon.evict_command("conv-9")
+    assert any("conv-9" in line for line in tctx.command(commands.sessions_command))
+    assert any(line.startswith("oa openai healthy sessions=")
+               for line in commands.accounts_command())
+    commands.evict_command("conv-9")
     assert len(addon.pins) == 0
     with pytest.raises(exceptions.CommandError):
-        addon.evict_command("nope")
+        commands.evict_command("nope")
     with pytest.raises(exceptions.CommandError):
-        addon.evict_account_command("nope")
+        commands.evict_account_command("nope")
 
 
 def test_ledger_counts_requests_by_affinity(addon_ctx):
@@ -254,10 +257,10 @@ def test_ledger_counts_requests_by_affinity(addon_ctx):
 def test_sweep_in_slices_yields_to_the_loop(addon_ctx, monkeypatch):
     import asyncio
 
-    from stickyroute import addon as addon_module
+    from stickyroute import sweep
 
     addon, _, clock = addon_ctx
-    monkeypatch.setattr(addon_module, "SWEEP_SLICE", 10)
+    monkeypatch.setattr(sweep, "SWEEP_SLICE", 10)
     for i in range(35):
         addon.pins.put(f"s{i}", "oa", clock.t)
     addon.pins.put("live", "oa", clock.t + 3000)

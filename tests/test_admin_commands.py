@@ -5,6 +5,7 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
 from stickyroute import views
+from stickyroute.commands import StickyCommands
 from stickyroute.settings import parse_address
 from tests import test_adminapi
 
@@ -14,17 +15,18 @@ pin = test_adminapi.pin
 
 def test_commands(env):
     sticky, admin, _, clock = env
+    commands = StickyCommands(sticky)
     pin(sticky, "conv-1")
     clock.t += 3
-    [line] = sticky.sessions_command()
+    [line] = commands.sessions_command()
     assert line.endswith("requests=1 idle=3s") and "conv-1 -> o" in line
     admin.disable_command("oa")
-    lines = sticky.accounts_command()
+    lines = commands.accounts_command()
     assert "oa openai disabled (disabled by an operator) sessions=" in lines[0]
     assert lines[3].startswith("cg chatgpt disabled (enabled: false in the accounts file)")
     admin.enable_command("oa")
-    assert sticky.accounts_command()[0].startswith("oa openai healthy")
-    sticky.evict_command("conv-1")
+    assert commands.accounts_command()[0].startswith("oa openai healthy")
+    commands.evict_command("conv-1")
     assert len(sticky.pins) == 0
     with pytest.raises(exceptions.CommandError):
         admin.disable_command("nope")

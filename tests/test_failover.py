@@ -10,6 +10,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from stickyroute import addon as addon_module
 from stickyroute.addon import StickyRoute
+from stickyroute.commands import StickyCommands
 from stickyroute.failover import Failover
 from stickyroute.identify import SessionId
 from stickyroute.outcome import Kind, Outcome
@@ -72,7 +73,8 @@ def test_unhealthy_accounts_get_no_traffic(env):
     route, *_ = env
     route.health.record("oa", RATE_LIMITED, route.clock())
     assert {routed(route, f"s{i}").metadata["stickyroute"]["account"] for i in range(4)} == {"ob"}
-    assert route.accounts_command()[0].startswith("oa openai cooling (rate limited (429)) 30s left")
+    line = StickyCommands(route).accounts_command()[0]
+    assert line.startswith("oa openai cooling (rate limited (429)) 30s left")
 
 
 def test_every_account_cooling_answers_429_with_retry_after(env):

@@ -16,8 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mitmproxy.test import taddons, tflow, tutils
 
-from stickyroute import addon as addon_module
-from stickyroute import identify, make_addons, rewrite
+from stickyroute import bodycap, identify, make_addons, rewrite
 
 SETTINGS = settings(max_examples=120, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -157,7 +156,7 @@ def test_json_objects_in_any_encoding_are_routed_and_stay_valid(addons, body, en
 
 
 def test_bodies_over_the_cap_pass_untouched(addons, monkeypatch):
-    monkeypatch.setattr(addon_module, "MAX_BODY", 1000)
+    monkeypatch.setattr(bodycap, "MAX_BODY", 1000)
     small = json.dumps({"model": "m", "input": "x" * 900}).encode()
     assert "prompt_cache_key" in _run(addons, small, "").request.text
     big = json.dumps({"model": "m", "input": "x" * 2000}).encode()

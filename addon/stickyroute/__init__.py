@@ -9,6 +9,7 @@ def make_addons() -> list[Any]:
     """The addons `addon/sticky.py` hands to mitmproxy, in hook order."""
     from .addon import StickyRoute
     from .admin import StickyAdmin
+    from .commands import StickyCommands
     from .failover import Failover
     from .follow import Follow
     from .guard import Guard
@@ -18,4 +19,4 @@ def make_addons() -> list[Any]:
     # The guard's gate runs before routing; it masks credentials once a request is sent.
     # Failover stays last: its response hooks see the answer after every other addon did.
     return [Guard(route), route, Follow(route), Persistence(route), StickyAdmin(route),
-            Failover(route)]
+            StickyCommands(route), Failover(route)]

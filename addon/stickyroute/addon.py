@@ -1,27 +1,27 @@
-"""The mitmproxy glue: options, hooks and commands. Reads top to bottom like a request's path:
-classify -> identify -> choose -> rewrite, then observe/learn on the way back.
+"""The routing glue: options, lifecycle and the request hook. Reads top to bottom like a
+request's path: classify -> identify -> choose -> rewrite. The way back (observe, learn) is
+follow.py; the accounts file is accountsfile.py; the commands are commands.py.
 
-The only module that touches mitmproxy. It must never let an exception escape a hook on
-traffic (that would skip later addons for the flow) and never log or store a credential.
+It must never let an exception escape a hook on traffic (that would skip later addons for the
+flow) and never log or store a credential.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from mitmproxy import command, ctx, exceptions, http
+from mitmproxy import ctx, exceptions, http
 
-from . import masking, peek, rewrite, share, views
+from . import peek, rewrite, share
 from .accounts import Account, AccountsError, AccountSet
-from .bodycap import bounded_decode
-from .chains import ChainMap, continue_session
+from .accountsfile import WATCH_INTERVAL, AccountsFile, announce
+from .bodycap import decoded_body
+from .chains import ChainMap, follow_chain
 from .choose import Chooser, decide
 from .claim import Claims
 from .classify import Endpoint, classify
@@ -32,18 +32,17 @@ from .health import Health
 from .identify import SessionId, client_identity, identify
 from .ledger import Ledger, SweepStats
 from .pins import PinTable
-from .prices import PriceTable, load_checked, parse_prices
+from .prices import PriceTable, parse_prices
 from .settings import OPTIONS, Settings, parse_settings
 from .store import MemoryStore, Store
+from .sweep import every, expire_all, expire_in_slices
+from .views import describe
 
 logger = logging.getLogger("stickyroute")
 
 META = "stickyroute"
 ASKED = "stickyroute.chain_asked"  # the shared store was asked about previous_response_id
 RETRY = "stickyroute.retry"  # set on a flow failover.py sends again: {"of", "attempt", "exclude"}
-MAX_BODY = 32 * 1024 * 1024  # decoded bytes we are willing to look at
-WATCH_INTERVAL = 1.0
-SWEEP_SLICE = 500  # pins per event-loop turn: well under 1 ms of work
 
 
 class StickyRoute:
@@ -51,7 +50,7 @@ class StickyRoute:
         self.clock = clock
         self.settings = Settings()
         self.accounts = AccountSet()
-        self._accounts_stamp: tuple[float, int] | None = None
+        self.accounts_file = AccountsFile(self._use_accounts)
         self._candidates: dict[str, list[Account]] = {}
         self.pins = PinTable(clock=clock)
         self.chains = ChainMap(clock=clock)
@@ -82,18 +81,11 @@ class StickyRoute:
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
         if "sticky_accounts" in updated:
-            path = settings.accounts_path
-            if not os.path.exists(path) and path == ctx.options.default("sticky_accounts"):
-                # No file at the default place: say so (fatal at mitmdump's start, through its
-                # error check) and run with no accounts until the file appears.
-                logger.error("stickyroute: no accounts file %s: copy accounts.example.yaml "
-                             "there or set sticky_accounts", os.path.abspath(path))
-                self._set_accounts(AccountSet(), None)
-            else:
-                try:
-                    self._set_accounts(load_checked(path), _stamp(path))
-                except AccountsError as e:
-                    raise exceptions.OptionsError(f"Cannot load sticky_accounts: {e}") from None
+            try:
+                self.accounts_file.load(settings.accounts_path,
+                                        ctx.options.default("sticky_accounts"))
+            except AccountsError as e:
+                raise exceptions.OptionsError(f"Cannot load sticky_accounts: {e}") from None
         self.settings = settings
         if self.chooser.strategy != settings.strategy:
             self.chooser = Chooser(settings.strategy)
@@ -103,90 +95,36 @@ class StickyRoute:
         self.chains.ttl = settings.max_age
         self.chains.max_size = 4 * settings.max_sessions
 
-    def _set_accounts(self, accounts: AccountSet, stamp: tuple[float, int] | None) -> None:
+    def _use_accounts(self, accounts: AccountSet) -> None:
         self.health.new_accounts(self.accounts.accounts, accounts.accounts, self.clock())
         self.accounts = accounts
         self.prices = parse_prices(accounts.prices)  # load_checked checked it
-        self._accounts_stamp = stamp
         self._candidates = {
             p: [a for a in accounts.of_provider(p) if a.enabled]
             for p in {a.provider for a in accounts.accounts}
         }
-        summary = ", ".join(f"{a.alias} ({a.provider}{'' if a.enabled else ', disabled'})"
-                            for a in accounts.accounts)
-        logger.info("stickyroute: %d accounts: %s", len(accounts.accounts), summary or "none")
-        for path, mode in masking.loose_permissions(accounts.files):
-            logger.warning("stickyroute: %s holds credentials but is readable by others (mode "
-                           "%s): chmod 600 %s", path, mode, path)
+        announce(accounts)
 
     # ---- lifecycle ---------------------------------------------------------------------
     def running(self) -> None:
-        self._tasks = [asyncio.ensure_future(self._every(lambda: self.settings.sweep_interval,
-                                                         self.sweep_in_slices)),
-                       asyncio.ensure_future(self._every(lambda: WATCH_INTERVAL,
-                                                         self.reload_accounts_if_changed))]
+        self._tasks = [asyncio.ensure_future(every(lambda: self.settings.sweep_interval,
+                                                   self.sweep_in_slices)),
+                       asyncio.ensure_future(every(lambda: WATCH_INTERVAL,
+                                                   self.reload_accounts_if_changed))]
 
     def done(self) -> None:
         for task in self._tasks:
             task.cancel()
         self._tasks = []
 
-    async def _every(self, interval: Callable[[], float], job: Callable[[], object]) -> None:
-        while True:
-            await asyncio.sleep(interval())
-            try:
-                result = job()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:  # a background job must never die silently
-                logger.exception("stickyroute: background job failed")
-
     def sweep(self) -> int:
-        t0 = time.perf_counter()
-        now = self.clock()
-        gone = self.pins.expire(now)
-        self.chains.expire(now)
-        self.sweeps.add(time.perf_counter() - t0, len(gone))
-        if gone:
-            logger.debug("stickyroute: swept %d expired pins", len(gone))
-        return len(gone)
+        return expire_all(self.pins, self.chains, self.sweeps, self.clock)
 
     async def sweep_in_slices(self) -> int:
-        """sweep(), SWEEP_SLICE pins at a time, letting requests run in between.
-
-        Expiring 100 k pins in one call holds the event loop (every flow) for ~100 ms.
-        """
-        t0 = time.perf_counter()
-        self.chains.expire(self.clock())  # not sliced yet: links expire a day after learning
-        total, busy = 0, time.perf_counter() - t0
-        while True:
-            t0 = time.perf_counter()
-            now = self.clock()
-            total += len(self.pins.expire(now, limit=SWEEP_SLICE))
-            pending = self.pins.expire_pending(now)
-            busy += time.perf_counter() - t0  # the metric counts work, not the yields
-            if not pending:
-                break
-            await asyncio.sleep(0)
-        self.sweeps.add(busy, total)
-        if total:
-            logger.debug("stickyroute: swept %d expired pins", total)
-        return total
+        return await expire_in_slices(self.pins, self.chains, self.sweeps, self.clock)
 
     def reload_accounts_if_changed(self) -> bool:
-        path = self.settings.accounts_path
-        stamp = _stamp(path)
-        if stamp == self._accounts_stamp:
-            return False
-        try:
-            accounts = load_checked(path)
-        except AccountsError as e:
-            logger.warning("stickyroute: accounts file changed but cannot be used, keeping the "
-                           "previous accounts: %s", e)
-            self._accounts_stamp = stamp
-            return False
-        self._set_accounts(accounts, stamp)
-        return True
+        return self.accounts_file.reload_if_changed(self.settings.accounts_path)
 
     # ---- the request's path --------------------------------------------------------------
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
@@ -212,7 +150,9 @@ class StickyRoute:
         route = classify(self.accounts.provider_for_host(req.host.lower()), req.path)
         if route is None:
             return None  # not an account host: untouched, byte for byte
-        raw = _decoded_body(req) if route.endpoint is not Endpoint.OTHER else None
+        raw = None
+        if route.endpoint is not Endpoint.OTHER:
+            raw = decoded_body(req.raw_content, req.headers.get("content-encoding", ""))
         s = self.settings
         session: SessionId | None = None
         client = flow.metadata.get(CLIENT_ID) or client_identity(req.headers)
@@ -234,7 +174,8 @@ class StickyRoute:
                 self.chains, self.store, f"{route.provider}/{client}", body, self.clock())
             if prev is not None:  # another proxy may have started this chain: ask once
                 return self._fetch_chain_then_route(flow, f"{route.provider}/{client}", prev)
-            session = self._chain(f"{route.provider}/{client}", body, session)
+            session = follow_chain(self.chains, self.pins, f"{route.provider}/{client}", body,
+                                   session, self.clock())
         now, retry = self.clock(), flow.metadata.get(RETRY) or {}
         accounts = self._candidates.get(route.provider, [])
         gate_client = self.accounts.clients.get(flow.metadata.get(CLIENT, "")) \
@@ -298,7 +239,7 @@ class StickyRoute:
             "inflight": True,  # counted in ledger; failover.py takes it off once
         }
         flow.metadata[META] = meta
-        flow.comment = _describe(meta)
+        flow.comment = describe(meta)
         if decision.affinity == "moved":
             flow.marked = ":arrows_counterclockwise:"
         # The log line is written when the response is complete (follow.py), with its usage.
@@ -319,79 +260,3 @@ class StickyRoute:
         result = self._route_safely(flow)
         if result is not None:  # a new session after all: claim it
             await result
-
-    def _chain(self, namespace: str, body: dict[str, Any],
-               session: SessionId | None) -> SessionId | None:
-        """Identity step 4: a request continuing a known response goes where its state is."""
-        now = self.clock()
-        link = self.chains.find(namespace, body, now)
-        if link is None:
-            return session
-        pin = self.pins.get(link.session, now)
-        if pin is None or pin.alias != link.alias:
-            self.pins.put(link.session, link.alias, now)  # the state, not the pin, has the say
-        return continue_session(session, link)
-
-    # ---- commands ----------------------------------------------------------------------
-    @command.command("sticky.sessions")
-    def sessions_command(self) -> Sequence[str]:
-        """List live pins, most recent first: session, account, requests, idle, cache."""
-        now = self.clock()
-        return [views.session_line(p, now) for p in reversed(list(self.pins))]
-
-    @command.command("sticky.accounts")
-    def accounts_command(self) -> Sequence[str]:
-        """List accounts: provider, health, pinned sessions, in-flight, requests, cache."""
-        now = self.clock()
-        return [views.account_line(self, a, now) for a in self.accounts.accounts]
-
-    @command.command("sticky.evict")
-    def evict_command(self, session: str) -> str:
-        """Forget one session's pin (full key, its last part, or the short form shown in logs);
-        its next request is pinned again."""
-        keys = views.evict(self, session)
-        if not keys:
-            raise exceptions.CommandError(f"no pinned session {session!r}")
-        logger.info("stickyroute: evicted %d pin(s) for session %s", len(keys), session)
-        return f"evicted {', '.join(keys)}"
-
-    @command.command("sticky.evict.account")
-    def evict_account_command(self, alias: str) -> str:
-        """Forget every pin of one account."""
-        if self.accounts.get(alias) is None:
-            raise exceptions.CommandError(f"no account {alias!r}")
-        gone = views.evict_account(self, alias)
-        logger.info("stickyroute: evicted %d pin(s) of account %s", len(gone), alias)
-        return f"evicted {len(gone)} pin(s) of {alias}"
-
-
-def _stamp(path: str) -> tuple[float, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime, st.st_size)
-
-
-def _decoded_body(req: http.Request) -> bytes | None:
-    """The body without its content encoding, decoded no further than MAX_BODY (a bomb stops
-    there); None when we should not look at it."""
-    if not req.raw_content:
-        return None
-    return bounded_decode(req.raw_content, req.headers.get("content-encoding", ""), MAX_BODY)
-
-
-def _describe(meta: dict[str, Any]) -> str:
-    parts = [f"{meta['endpoint']} -> {meta['account']}"]
-    if meta["session"]:
-        parts.append(f"session {meta['session']} ({meta['session_source']})")
-    affinity = meta["affinity"]
-    if meta.get("moved_from"):
-        affinity += f" from {meta['moved_from']}"
-    parts.append(affinity)
-    parts.append(f"{meta['request_bytes']} B")
-    if meta["injected"]:
-        parts.append("+" + ",".join(meta["injected"]))
-    parts += [f"dropped {meta['dropped_reasoning']} encrypted reasoning item(s)"] * bool(
-        meta.get("dropped_reasoning")) + [f"retry {meta['attempt']}"] * bool(meta.get("attempt"))
-    return " | ".join(parts)

@@ -15,7 +15,16 @@ from collections.abc import Callable
 import brotli
 import zstandard
 
+MAX_BODY = 32 * 1024 * 1024  # decoded bytes we are willing to look at
 _CHUNK = 64 * 1024
+
+
+def decoded_body(raw: bytes | None, content_encoding: str) -> bytes | None:
+    """The body without its content encoding, decoded no further than MAX_BODY (a bomb stops
+    there); None when we should not look at it."""
+    if not raw:
+        return None
+    return bounded_decode(raw, content_encoding, MAX_BODY)
 
 
 def bounded_decode(raw: bytes, content_encoding: str, limit: int) -> bytes | None:

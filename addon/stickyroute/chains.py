@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from .identify import SessionId
+from .pins import PinTable
 
 MAX_INPUT_LOOKUPS = 64  # input reasoning items checked per request, newest first
 
@@ -127,3 +128,15 @@ def continue_session(session: SessionId | None, link: Link) -> SessionId:
     if session is not None and session.key == link.session:
         return session._replace(hard=True)
     return SessionId(link.session, f"chain:{link.source}", hard=True)
+
+
+def follow_chain(chains: ChainMap, pins: PinTable, namespace: str, body: Mapping[str, Any],
+                 session: SessionId | None, now: float) -> SessionId | None:
+    """Identity step 4: a request continuing a known response goes where its state is."""
+    link = chains.find(namespace, body, now)
+    if link is None:
+        return session
+    pin = pins.get(link.session, now)
+    if pin is None or pin.alias != link.alias:
+        pins.put(link.session, link.alias, now)  # the state, not the pin, has the say
+    return continue_session(session, link)

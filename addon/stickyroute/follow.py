@@ -16,11 +16,13 @@ from typing import Any
 from mitmproxy import http
 
 from . import rewrite
-from .addon import MAX_BODY, META, StickyRoute, _describe
+from .addon import META, StickyRoute
+from .bodycap import MAX_BODY
 from .observe import Observer
 from .prices import format_micros
 from .share import publish_chain
 from .sse import SseParser, decoder_for, parse_all
+from .views import describe
 
 logger = logging.getLogger("stickyroute")
 
@@ -77,7 +79,7 @@ class Follow:
             return
         try:
             if flow.websocket is not None:
-                logger.info("stickyroute: %s | websocket open", _describe(meta))
+                logger.info("stickyroute: %s | websocket open", describe(meta))
                 return
             observer = stream.observer if stream else self._read_body(flow, meta["endpoint"])
             self._learn(flow, meta, observer, flow.response.status_code)
@@ -92,7 +94,7 @@ class Follow:
             return
         if stream is not None and stream.observer.usage is not None:
             self._learn(flow, meta, stream.observer, None)
-        logger.warning("stickyroute: %s | failed: %s", _describe(meta), flow.error.msg)
+        logger.warning("stickyroute: %s | failed: %s", describe(meta), flow.error.msg)
 
     def _read_body(self, flow: http.HTTPFlow, endpoint: str) -> Observer:
         observer = Observer(endpoint)
@@ -154,7 +156,7 @@ class Follow:
             logger.warning("stickyroute: AFFINITY BREAK on account %s (%s): a conversation's "
                            "state was not where it was sent; breaks on this account so far: %d "
                            "| %s", alias, obs.affinity_break, stats.affinity_breaks,
-                           _describe(meta))
+                           describe(meta))
         meta.update(result)
         line = describe_result(meta)
         flow.comment = line
@@ -226,7 +228,7 @@ class Follow:
 
 def describe_result(meta: dict[str, Any]) -> str:
     """The request's description plus what came back: status, tokens, cache %, cost."""
-    parts = [_describe(meta), str(meta.get("status") or "-")]
+    parts = [describe(meta), str(meta.get("status") or "-")]
     if meta.get("tokens_in") is not None:
         ratio = meta.get("cache_ratio")
         pct = f"{ratio * 100:.0f}%" if ratio is not None else "-"

@@ -139,6 +139,23 @@ def account_line(sticky: Any, account: Any, now: float) -> str:
             f"cost=${v['cost_usd']:.4f}")
 
 
+def describe(meta: dict[str, Any]) -> str:
+    """A routed flow's metadata in one line: its comment, and the start of its log line."""
+    parts = [f"{meta['endpoint']} -> {meta['account']}"]
+    if meta["session"]:
+        parts.append(f"session {meta['session']} ({meta['session_source']})")
+    affinity = meta["affinity"]
+    if meta.get("moved_from"):
+        affinity += f" from {meta['moved_from']}"
+    parts.append(affinity)
+    parts.append(f"{meta['request_bytes']} B")
+    if meta["injected"]:
+        parts.append("+" + ",".join(meta["injected"]))
+    parts += [f"dropped {meta['dropped_reasoning']} encrypted reasoning item(s)"] * bool(
+        meta.get("dropped_reasoning")) + [f"retry {meta['attempt']}"] * bool(meta.get("attempt"))
+    return " | ".join(parts)
+
+
 def session_line(pin: Pin, now: float) -> str:
     """One line per pin for the sticky.sessions command."""
     cache = f" cache={100 * pin.tokens_cached / pin.tokens_in:.0f}%" if pin.tokens_in else ""
