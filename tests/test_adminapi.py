@@ -59,7 +59,7 @@ def test_without_the_token_nothing_but_401(env, headers, method, target):
     assert reply.status == 401
     assert ("www-authenticate", 'Bearer realm="sticky"') in reply.headers
     assert set(data) == {"error"} and b"oa" not in reply.body and b"conv" not in reply.body
-    assert not sticky.operator_disabled
+    assert not sticky.health.export_state()  # no account left rotation
 
 
 def test_dashboard_page_needs_no_token_and_holds_no_data(env):
@@ -192,10 +192,10 @@ def test_disabling_the_only_account_answers_503(env):
 def test_disable_rejects_bad_bodies(env, body):
     sticky, _, api, _ = env
     assert call(api, "POST", "/api/accounts/oa/disable", body)[0].status == 400
-    assert not sticky.operator_disabled
+    assert not sticky.health.export_state()  # no account left rotation
 
 
-def test_disable_goes_through_health_when_it_exists(env):
+def test_disable_and_enable_go_through_health(env):
     sticky, _, api, _ = env
 
     class Health:

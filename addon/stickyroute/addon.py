@@ -57,12 +57,9 @@ class StickyRoute:
         self.prices = PriceTable()
         self.chooser = Chooser()
         self.ledger = Ledger()
-        self.health = Health()
+        self.health = Health()  # the one place accounts leave rotation (operators too)
         self.client_requests = Kept[http.Request]()  # as they came in, for failover.py
         self.started = clock()
-        # alias -> reason: views.py's fallback when there is no health tracker; with one,
-        # operator disables go to self.health (and filter candidates there).
-        self.operator_disabled: dict[str, str] = {}
         self.sweeps = SweepStats()
         self._tasks: list[asyncio.Task[None]] = []
         self.store: Store = MemoryStore()  # persist.Persistence opens the configured one

@@ -189,7 +189,7 @@ class StickyAdmin:
     def disable_command(self, alias: str) -> str:
         """Take an account out of rotation: no new traffic until sticky.enable."""
         account = self._account(alias)
-        views.disable(self.sticky, account.alias, views.DISABLED_BY_OPERATOR, self.sticky.clock())
+        self.sticky.health.disable(account.alias, views.DISABLED_BY_OPERATOR, self.sticky.clock())
         logger.info("stickyroute: account %s disabled by an operator", alias)
         return f"{alias} disabled: no new traffic until sticky.enable {alias}"
 
@@ -197,7 +197,7 @@ class StickyAdmin:
     def enable_command(self, alias: str) -> str:
         """Put an account back into rotation."""
         account = self._account(alias)
-        views.enable(self.sticky, account.alias, self.sticky.clock())
+        self.sticky.health.enable(account.alias, self.sticky.clock())
         logger.info("stickyroute: account %s enabled by an operator", alias)
         return f"{alias} enabled"
 

@@ -192,13 +192,13 @@ class AdminApi:
         account = self._account(args[0])
         reason = _reason(body)
         now = self.sticky.clock()
-        views.disable(self.sticky, account.alias, reason, now)
+        self.sticky.health.disable(account.alias, reason, now)
         return json_reply(200, views.account_view(self.sticky, account, now))
 
     def post_enable(self, args: list[str], params: dict[str, list[str]], body: bytes) -> Reply:
         account = self._account(args[0])
         now = self.sticky.clock()
-        views.enable(self.sticky, account.alias, now)
+        self.sticky.health.enable(account.alias, now)
         return json_reply(200, views.account_view(self.sticky, account, now))
 
     def get_metrics(self, args: list[str], params: dict[str, list[str]], body: bytes) -> Reply:

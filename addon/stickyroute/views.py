@@ -1,4 +1,4 @@
-"""What an operator sees and steers: account and session views, health, eviction, disable.
+"""What an operator sees and steers: account and session views, health, eviction.
 
 Read by the admin API, the metrics and the commands, from a StickyRoute (duck-typed: no
 mitmproxy import). Views are built field by field from attributes that are not secret; an
@@ -17,32 +17,15 @@ SHORT = 8  # characters of a session's value shown in log lines (SessionId.short
 
 
 def health_of(sticky: Any, account: Any, now: float) -> dict[str, Any]:
-    """{"state": healthy|cooling|disabled, "reason": str|None, "until": float|None}."""
+    """{"state": healthy|cooling|disabled, "reason": str|None, "until": float|None}.
+
+    The accounts file's `enabled: false` first; everything else (operator disables included)
+    is sticky.health's.
+    """
     if not account.enabled:
         return {"state": "disabled", "reason": DISABLED_BY_FILE, "until": None}
-    health = getattr(sticky, "health", None)
-    if health is not None:
-        described: dict[str, Any] = health.describe(account.alias, now)
-        return described
-    reason = sticky.operator_disabled.get(account.alias)
-    if reason is not None:
-        return {"state": "disabled", "reason": reason, "until": None}
-    return {"state": "healthy", "reason": None, "until": None}
-
-
-def disable(sticky: Any, alias: str, reason: str, now: float) -> None:
-    health = getattr(sticky, "health", None)
-    if health is not None:
-        health.disable(alias, reason, now)
-    else:
-        sticky.operator_disabled[alias] = reason
-
-
-def enable(sticky: Any, alias: str, now: float) -> None:
-    health = getattr(sticky, "health", None)
-    if health is not None:
-        health.enable(alias, now)
-    sticky.operator_disabled.pop(alias, None)
+    described: dict[str, Any] = sticky.health.describe(account.alias, now)
+    return described
 
 
 def account_view(sticky: Any, account: Any, now: float) -> dict[str, Any]:
