@@ -1,11 +1,11 @@
 """The Redis store: pins shared by several proxies, first writer wins a new conversation.
 
-Keys (under the prefix): `pin:<session>` = "alias|created" with TTL = idle timeout (capped by
-max age), refreshed on use; `sessions:<alias>` a sorted set of session -> expiry (shared
-session counts); `chain:<provider>/<client>/<response or reasoning id>` = JSON [session, alias]
-with TTL = the chain map's; `health` a hash alias -> JSON (the account's last state change).
-Chain and health writes are queued and sent together soon after (one pipeline per loop turn),
-so another proxy can follow a chain a moment after the response that started it.
+Keys (under the prefix, see redislayout.py): `pin:<session>` = "alias|created" with TTL = idle
+timeout (capped by max age), refreshed on use; `sessions:<alias>` a sorted set of session ->
+expiry (shared session counts); `chain:<provider>/<client>/<id>` = JSON [session, alias] with
+TTL = the chain map's; `health` a hash alias -> JSON (the account's last state change). Chain
+and health writes are queued and sent together soon after (one pipeline per loop turn), so
+another proxy can follow a chain a moment after the response that started it.
 
 Redis is a second level behind the local PinTable and never a place a request waits long:
 every call has a timeout of tens of milliseconds; on failure the store goes "down", answers
@@ -29,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from .pins import Pin
+from .redislayout import PIN_SCRIPT, Keys, parse_pin_value, pin_value
 from .store import Local
 
 logger = logging.getLogger("stickyroute")
@@ -43,30 +44,6 @@ BACKOFF = (0.5, 30.0)
 BATCH = 1000  # pins per pipeline when flushing
 MAX_WRITES = 100_000  # queued chain/health writes kept while Redis is down (newer ones dropped)
 
-# KEYS[1] pin key. ARGV: value, idle ms, max age s, now s, sessions-key prefix, session,
-# mode ("claim": keep an existing pin; "put": overwrite it). Returns {winning value, 1 if new}.
-_PIN_SCRIPT = """
-local cur = redis.call('GET', KEYS[1])
-local idle, maxage, now = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local function live(value)
-  local alias, created = string.match(value, '^(.*)|([^|]*)$')
-  local ttl = math.min(idle, math.floor((tonumber(created) + maxage - now) * 1000))
-  if ttl < 1 then return nil end
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('ZADD', ARGV[5] .. alias, now + ttl / 1000, ARGV[6])
-  return alias
-end
-if cur and ARGV[7] == 'claim' and live(cur) then return {cur, 0} end
-if cur then
-  local old = string.match(cur, '^(.*)|[^|]*$')
-  redis.call('ZREM', ARGV[5] .. old, ARGV[6])
-end
-redis.call('SET', KEYS[1], ARGV[1])
-if not live(ARGV[1]) then redis.call('DEL', KEYS[1]) end
-return {ARGV[1], 1}
-"""
-
-
 class RedisStore:
     kind = "redis"
     shared = True
@@ -76,6 +53,7 @@ class RedisStore:
         self.url = url
         self.timeout = min(timeout, HARD_TIMEOUT)
         self.prefix = prefix
+        self.keys = Keys(prefix)
         self.clock = clock  # monotonic, for backoff only; pin times come from the caller
         self.idle_timeout = 3600.0
         self.max_age = 86400.0
@@ -107,7 +85,7 @@ class RedisStore:
             return None
         try:
             if self._sha is None:
-                self._sha = await _within(self.client.script_load(_PIN_SCRIPT), self.timeout)
+                self._sha = await _within(self.client.script_load(PIN_SCRIPT), self.timeout)
             result = await _within(job(), self.timeout)
             self._failures = 0
             return result
@@ -135,8 +113,8 @@ class RedisStore:
         return self.url.split("@")[-1]  # never log a password in the URL
 
     def _args(self, pin: Pin, now: float, mode: str) -> list[Any]:
-        return [f"{pin.alias}|{pin.created!r}", int(self.idle_timeout * 1000), self.max_age,
-                now, self.prefix + "sessions:", pin.session, mode]
+        return [pin_value(pin), int(self.idle_timeout * 1000), self.max_age, now,
+                self.keys.sessions_prefix, pin.session, mode]
 
     # ---- lifecycle -----------------------------------------------------------------------
     def open(self, local: Local, now: float) -> None:
@@ -181,7 +159,7 @@ class RedisStore:
         if new:
             self._counts[pin.alias] = self._counts.get(pin.alias, 0) + 1
             return pin, True
-        alias, created = _parse(value)
+        alias, created = parse_pin_value(value)
         return Pin(pin.session, alias, created=created, last_used=pin.last_used), False
 
     async def _send_claims(self) -> None:
@@ -227,7 +205,7 @@ class RedisStore:
                 self._writes[:0] = writes
                 return
             for (pin, _), (value, _new) in zip(batch, answers, strict=False):
-                alias, _created = _parse(value)
+                alias, _created = parse_pin_value(value)
                 if alias != pin.alias and local.pins.get(pin.session, now) is pin:
                     local.pins.put(pin.session, alias, now)  # the first writer won
                     self.adopted += 1
@@ -236,10 +214,10 @@ class RedisStore:
                         writes: list[tuple[str, str, str | int]], now: float) -> list[Any]:
         async with self.client.pipeline(transaction=False) as pipe:
             for pin, mode in batch:
-                pipe.evalsha(self._sha or "", 1, self.prefix + "pin:" + pin.session,
+                pipe.evalsha(self._sha or "", 1, self.keys.pin(pin.session),
                              *self._args(pin, now, mode))
             for session in removed:
-                pipe.delete(self.prefix + "pin:" + session)
+                pipe.delete(self.keys.pin(session))
             for key, field, value in writes:
                 if isinstance(value, int):
                     pipe.set(key, field, px=max(value, 1))
@@ -254,8 +232,8 @@ class RedisStore:
         async def counts() -> list[Any]:
             async with self.client.pipeline(transaction=False) as pipe:
                 for alias in aliases:
-                    pipe.zremrangebyscore(self.prefix + "sessions:" + alias, "-inf", now)
-                    pipe.zcard(self.prefix + "sessions:" + alias)
+                    pipe.zremrangebyscore(self.keys.sessions(alias), "-inf", now)
+                    pipe.zcard(self.keys.sessions(alias))
                 return await pipe.execute()
 
         answers = await self._call(counts)
@@ -268,13 +246,13 @@ class RedisStore:
     # ---- chains and health (shared) ------------------------------------------------------
     def save_chain(self, key: str, session: str, alias: str, ttl: float) -> None:
         if len(self._writes) < MAX_WRITES:
-            self._writes.append((self.prefix + "chain:" + key,
+            self._writes.append((self.keys.chain(key),
                                  json.dumps([session, alias], separators=(",", ":")),
                                  int(ttl * 1000)))
             self._send_soon()
 
     async def load_chain(self, key: str) -> tuple[str, str] | None:
-        value = await self._call(lambda: self.client.get(self.prefix + "chain:" + key))
+        value = await self._call(lambda: self.client.get(self.keys.chain(key)))
         try:
             session, alias = json.loads(value) if value is not None else (None, None)
         except (TypeError, ValueError):
@@ -284,7 +262,7 @@ class RedisStore:
         return None
 
     def save_health(self, alias: str, state: Mapping[str, Any]) -> None:
-        self._writes.append((self.prefix + "health", alias,
+        self._writes.append((self.keys.health, alias,
                              json.dumps(dict(state), separators=(",", ":"))))
         self._send_soon()
 
@@ -310,7 +288,7 @@ class RedisStore:
             self._send_soon()
 
     async def load_health(self) -> dict[str, dict[str, Any]]:
-        raw = await self._call(lambda: self.client.hgetall(self.prefix + "health"))
+        raw = await self._call(lambda: self.client.hgetall(self.keys.health))
         out: dict[str, dict[str, Any]] = {}
         for alias, value in (raw or {}).items():
             try:
@@ -335,11 +313,6 @@ async def _within[T](job: Awaitable[T], timeout: float = TIMEOUT) -> T:
         if now - started - timeout < timeout / 2 or now >= hard:
             task.cancel()
             raise TimeoutError("redis did not answer in time")
-
-
-def _parse(value: str) -> tuple[str, float]:
-    alias, _, created = value.rpartition("|")
-    return alias, float(created)
 
 
 def _take(pending: dict[str, Pin], n: int) -> list[Pin]:
