@@ -129,12 +129,7 @@ class Observer:
                 self._item(item)
         usage = resp.get("usage")
         if isinstance(usage, dict):
-            inp, out = _dict(usage.get("input_tokens_details")), _dict(
-                usage.get("output_tokens_details"))
-            self.usage = Usage(input=_int(usage.get("input_tokens")),
-                               cached=_int(inp.get("cached_tokens")),
-                               output=_int(usage.get("output_tokens")),
-                               reasoning=_int(out.get("reasoning_tokens")))
+            self.usage = _openai_usage(usage, "input", "output")
         err = resp.get("error")
         if isinstance(err, dict):
             self.error = _str(err.get("code")) or "error"
@@ -151,12 +146,7 @@ class Observer:
         self.model = _str(obj.get("model")) or self.model
         usage = obj.get("usage")
         if isinstance(usage, dict):
-            inp, out = _dict(usage.get("prompt_tokens_details")), _dict(
-                usage.get("completion_tokens_details"))
-            self.usage = Usage(input=_int(usage.get("prompt_tokens")),
-                               cached=_int(inp.get("cached_tokens")),
-                               output=_int(usage.get("completion_tokens")),
-                               reasoning=_int(out.get("reasoning_tokens")))
+            self.usage = _openai_usage(usage, "prompt", "completion")
         choices = obj.get("choices")
         if isinstance(choices, list) and any(
                 isinstance(c, dict) and c.get("finish_reason") for c in choices):
@@ -211,6 +201,17 @@ def _loads(data: str | bytes) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def _openai_usage(usage: dict[str, Any], inp: str, out: str) -> Usage:
+    """OpenAI's usage object: the Responses API says input/output, Chat Completions
+    prompt/completion (`<inp>_tokens`, `<inp>_tokens_details.cached_tokens`, ...)."""
+    details_in, details_out = (_dict(usage.get(f"{inp}_tokens_details")),
+                               _dict(usage.get(f"{out}_tokens_details")))
+    return Usage(input=_int(usage.get(f"{inp}_tokens")),
+                 cached=_int(details_in.get("cached_tokens")),
+                 output=_int(usage.get(f"{out}_tokens")),
+                 reasoning=_int(details_out.get("reasoning_tokens")))
 
 
 def _int(value: Any) -> int:
