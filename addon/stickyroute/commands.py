@@ -1,4 +1,5 @@
-"""Glue: the `sticky.*` commands that list and evict pins and list accounts.
+"""Glue: the commands that list pins and accounts and evict pins (sticky.sessions,
+sticky.accounts, sticky.evict, sticky.evict.account); sticky.disable/enable/admin are admin.py's.
 
 Reads and steers a StickyRoute through views.py; a failure is a CommandError, never a crash.
 """
