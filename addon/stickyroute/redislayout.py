@@ -2,7 +2,8 @@
 
 Keys (under the prefix): `pin:<session>` = "alias|created" with TTL = idle timeout (capped by
 max age), refreshed on use; `sessions:<alias>` a sorted set of session -> expiry (shared
-session counts); `chain:<response id>` = session; `health` a hash alias -> JSON.
+session counts); `chain:<provider>/<client>/<id>` = JSON [session, alias] with TTL = the chain
+map's; `health` a hash alias -> JSON (the account's last state change).
 Pure code: no I/O. Values never hold a credential.
 """
 

@@ -1,11 +1,8 @@
 """The Redis store: pins shared by several proxies, first writer wins a new conversation.
 
-Keys (under the prefix, see redislayout.py): `pin:<session>` = "alias|created" with TTL = idle
-timeout (capped by max age), refreshed on use; `sessions:<alias>` a sorted set of session ->
-expiry (shared session counts); `chain:<provider>/<client>/<id>` = JSON [session, alias] with
-TTL = the chain map's; `health` a hash alias -> JSON (the account's last state change). Chain
-and health writes are queued and sent together soon after (one pipeline per loop turn), so
-another proxy can follow a chain a moment after the response that started it.
+What is kept under which key: redislayout.py. Chain and health writes are queued and sent
+together soon after (one pipeline per loop turn), so another proxy can follow a chain a moment
+after the response that started it.
 
 Redis is a second level behind the local PinTable and never a place a request waits long:
 every call has a timeout of tens of milliseconds; on failure the store goes "down", answers
@@ -28,17 +25,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
+from .budget import HARD_TIMEOUT, TIMEOUT, within
 from .pins import Pin
 from .redislayout import PIN_SCRIPT, Keys, parse_pin_value, pin_value
 from .store import Local
 
 logger = logging.getLogger("stickyroute")
 
-# A request waits about `timeout` (sticky_store_timeout) for Redis. Time the event loop itself
-# spent elsewhere (a burst of TLS handshakes can hold it for 100+ ms) is not held against Redis,
-# up to HARD_TIMEOUT.
-TIMEOUT = 0.1
-HARD_TIMEOUT = 0.5
 DOWN_AFTER = 2  # consecutive failed calls before the store counts Redis as down
 BACKOFF = (0.5, 30.0)
 BATCH = 1000  # pins per pipeline when flushing
@@ -85,8 +78,8 @@ class RedisStore:
             return None
         try:
             if self._sha is None:
-                self._sha = await _within(self.client.script_load(PIN_SCRIPT), self.timeout)
-            result = await _within(job(), self.timeout)
+                self._sha = await within(self.client.script_load(PIN_SCRIPT), self.timeout)
+            result = await within(job(), self.timeout)
             self._failures = 0
             return result
         except NoScriptError:
@@ -296,23 +289,6 @@ class RedisStore:
             except ValueError:
                 continue
         return out
-
-
-async def _within[T](job: Awaitable[T], timeout: float = TIMEOUT) -> T:
-    """`job` within `timeout` of Redis time: while our own timer fires late (the loop was busy),
-    the wait is extended, never past HARD_TIMEOUT."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(job)
-    hard = loop.time() + HARD_TIMEOUT
-    while True:
-        started = loop.time()
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        if done:
-            return task.result()
-        now = loop.time()
-        if now - started - timeout < timeout / 2 or now >= hard:
-            task.cancel()
-            raise TimeoutError("redis did not answer in time")
 
 
 def _take(pending: dict[str, Pin], n: int) -> list[Pin]:
