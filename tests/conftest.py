@@ -19,6 +19,17 @@ CHATGPT_ACCOUNTS = {"tok-chatgpt-a": ("chatgpt-a", "chatgpt-account-id-a")}
 MitmdumpFactory = Callable[..., Mitmdump]
 
 
+def write_accounts(path: Path) -> Path:
+    lines = ["accounts:"]
+    for key, name in OPENAI_KEYS.items():
+        lines += [f"  - alias: {name}", "    provider: openai", f"    api_key: {key}"]
+    for key, name in ANTHROPIC_KEYS.items():
+        lines += [f"  - alias: {name}", "    provider: anthropic", f"    api_key: {key}"]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path
+
+
 def make_fake(**kw: Any) -> FakeUpstream:
     kw.setdefault("keys", {**OPENAI_KEYS, **ANTHROPIC_KEYS})
     kw.setdefault("chatgpt_accounts", CHATGPT_ACCOUNTS)

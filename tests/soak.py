@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from stickyroute.settings import OPTIONS
-from tests.conftest import ANTHROPIC_KEYS, OPENAI_KEYS, make_fake
+from tests.conftest import ANTHROPIC_KEYS, OPENAI_KEYS, make_fake, write_accounts
 from tests.fuzz import rss_kib
 from tests.harness import (
     REDIRECT_ADDON,
@@ -39,16 +39,6 @@ from tests.harness import (
 FAULTS = ["429", "500", "529", "401", "drop"]
 BREAKS = ("previous_response_not_found", "invalid_encrypted_content")
 TURNS = 8  # then the worker starts a new conversation
-
-
-def write_accounts(path: Path) -> None:
-    lines = ["accounts:"]
-    for key, name in OPENAI_KEYS.items():
-        lines += [f"  - alias: {name}", "    provider: openai", f"    api_key: {key}"]
-    for key, name in ANTHROPIC_KEYS.items():
-        lines += [f"  - alias: {name}", "    provider: anthropic", f"    api_key: {key}"]
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
 
 
 class Soak:

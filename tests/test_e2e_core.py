@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fakeapi import FakeUpstream
-from tests.conftest import ANTHROPIC_KEYS, OPENAI_KEYS, MitmdumpFactory
+from tests.conftest import ANTHROPIC_KEYS, OPENAI_KEYS, MitmdumpFactory, write_accounts
 from tests.harness import (
     CLIENT_PLACEHOLDER_KEY,
     REDIRECT_ADDON,
@@ -27,17 +26,6 @@ from tests.harness import (
 )
 
 pytestmark = pytest.mark.e2e
-
-
-def write_accounts(path: Path) -> Path:
-    lines = ["accounts:"]
-    for key, name in OPENAI_KEYS.items():
-        lines += [f"  - alias: {name}", "    provider: openai", f"    api_key: {key}"]
-    for key, name in ANTHROPIC_KEYS.items():
-        lines += [f"  - alias: {name}", "    provider: anthropic", f"    api_key: {key}"]
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,9 @@ import pytest
 import redis
 
 from fakeapi import FakeUpstream
-from tests.conftest import OPENAI_KEYS, MitmdumpFactory
+from tests.conftest import OPENAI_KEYS, MitmdumpFactory, write_accounts
 from tests.harness import REDIRECT_ADDON, STICKY_ADDON, Mitmdump, openai_client, redirect_options
 from tests.redis_server import RedisServer
-from tests.test_e2e_core import write_accounts
 
 pytestmark = pytest.mark.e2e
 
