@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.harness import accounts_file
+
 from . import economics, overhead, report, scale
 from .economics import Plan
 
@@ -146,10 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                                           mode.stream_repeats, mode.encodings)
         if "scale" in sections:
             _say("pin table scale")
-            accounts = work / "accounts-scale.yaml"
-            accounts.write_text("accounts:\n" + "".join(
-                f"  - alias: acct-{i}\n    provider: openai\n    api_key: sk-bench-{i}\n"
-                for i in range(3)))
+            accounts = accounts_file(work / "accounts-scale.yaml",
+                                     {f"sk-bench-{i}": f"acct-{i}" for i in range(3)})
             table = scale.run(mode.table_sizes, accounts)
     text = report.markdown(_meta(name, load_before), econ, mode.plan.accounts, bodies, stream,
                            table, _notes(econ, mode.plan))

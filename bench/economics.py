@@ -27,6 +27,7 @@ from tests.harness import (
     REDIRECT_ADDON,
     STICKY_ADDON,
     Mitmdump,
+    accounts_file,
     raw_client,
     redirect_options,
 )
@@ -145,13 +146,6 @@ def _one_turn(client: httpx2.Client, url: str, headers: dict[str, str],
     return None
 
 
-def _accounts_yaml(path: Path, keys: dict[str, str]) -> Path:
-    path.write_text("accounts:\n" + "".join(
-        f"  - alias: {name}\n    provider: openai\n    api_key: {key}\n"
-        for key, name in keys.items()))
-    return path
-
-
 def run_scenario(name: str, plan: Plan, convs: list[Conversation], workdir: Path) -> ScenarioResult:
     n_accounts = 1 if name == "a" else plan.accounts
     keys = {f"sk-bench-{i}": f"acct-{i}" for i in range(n_accounts)}
@@ -170,7 +164,7 @@ def run_scenario(name: str, plan: Plan, convs: list[Conversation], workdir: Path
             url, auth = f"{fake.url}/v1/responses", {"authorization": "Bearer sk-bench-0"}
         else:
             options: dict[str, Any] = {
-                "sticky_accounts": str(_accounts_yaml(workdir / f"accounts-{name}.yaml", keys)),
+                "sticky_accounts": str(accounts_file(workdir / f"accounts-{name}.yaml", keys)),
                 "sticky_enabled": name != "b", **redirect_options(fake)}
             proxy = Mitmdump([STICKY_ADDON, REDIRECT_ADDON], options,
                              confdir=workdir / f"mitm-{name}").start()

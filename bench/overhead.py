@@ -32,6 +32,7 @@ from tests.harness import (
     REPO,
     STICKY_ADDON,
     Mitmdump,
+    accounts_file,
     find_free_port,
     raw_client,
 )
@@ -132,10 +133,7 @@ class Pair:
     """The no-op proxy and the stickyroute proxy, with one keep-alive client each."""
 
     def __init__(self, fake: str, workdir: Path, stack: ExitStack) -> None:
-        accounts = workdir / "accounts-overhead.yaml"
-        accounts.write_text("accounts:\n" + "".join(
-            f"  - alias: {name}\n    provider: openai\n    api_key: {key}\n"
-            for key, name in KEYS.items()))
+        accounts = accounts_file(workdir / "accounts-overhead.yaml", KEYS)
         redirect = {"fake_upstream": fake}
         self.noop = stack.enter_context(Mitmdump([NOOP_ADDON, REDIRECT_ADDON], redirect,
                                                  confdir=workdir / "mitm-noop"))

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from fakeapi import FakeUpstream
-from tests.harness import REDIRECT_ADDON, STICKY_ADDON, Mitmdump, openai_client, redirect_options
+from tests.harness import (
+    REDIRECT_ADDON,
+    STICKY_ADDON,
+    Mitmdump,
+    accounts_file,
+    openai_client,
+    redirect_options,
+)
 
 KEYS = {f"sk-demo-{x}": f"acct-{x}" for x in "abc"}
 CONVERSATIONS, TURNS = 6, 4
@@ -21,10 +28,7 @@ SYSTEM = "You are a careful coding assistant. " + "Follow the project's style gu
 
 def run(sticky: bool, workdir: Path) -> list[list[tuple[str, int, int]]]:
     """Per conversation, per turn: (account, prompt tokens, cached tokens)."""
-    accounts = workdir / "accounts.yaml"
-    accounts.write_text("accounts:\n" + "".join(
-        f"  - alias: {name}\n    provider: openai\n    api_key: {key}\n"
-        for key, name in KEYS.items()))
+    accounts = accounts_file(workdir / "accounts.yaml", KEYS)
     with FakeUpstream(keys=KEYS) as fake:
         options: dict[str, Any] = {"sticky_accounts": str(accounts), "sticky_enabled": sticky,
                                    **redirect_options(fake)}

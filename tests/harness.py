@@ -199,6 +199,15 @@ def _accepts(port: int) -> bool:
         return False
 
 
+def accounts_file(path: Path, keys: Mapping[str, str], provider: str = "openai") -> Path:
+    """An accounts file with one account per key (key -> alias), private like a real one."""
+    path.write_text("accounts:\n" + "".join(
+        f"  - alias: {alias}\n    provider: {provider}\n    api_key: {key}\n"
+        for key, alias in keys.items()))
+    path.chmod(0o600)
+    return path
+
+
 def redirect_options(fake: Any, hosts: str | None = None) -> dict[str, Any]:
     """Options for tests/redirect_addon.py pointing at a FakeUpstream."""
     opts: dict[str, Any] = {"fake_upstream": f"127.0.0.1:{fake.port}"}
