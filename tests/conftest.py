@@ -19,12 +19,14 @@ CHATGPT_ACCOUNTS = {"tok-chatgpt-a": ("chatgpt-a", "chatgpt-account-id-a")}
 MitmdumpFactory = Callable[..., Mitmdump]
 
 
-def write_accounts(path: Path) -> Path:
+def write_accounts(path: Path, weights: dict[str, int] | None = None) -> Path:
+    """The three OpenAI and three Anthropic test accounts (optionally with weights)."""
     lines = ["accounts:"]
-    for key, name in OPENAI_KEYS.items():
-        lines += [f"  - alias: {name}", "    provider: openai", f"    api_key: {key}"]
-    for key, name in ANTHROPIC_KEYS.items():
-        lines += [f"  - alias: {name}", "    provider: anthropic", f"    api_key: {key}"]
+    for keys, provider in ((OPENAI_KEYS, "openai"), (ANTHROPIC_KEYS, "anthropic")):
+        for key, name in keys.items():
+            lines += [f"  - alias: {name}", f"    provider: {provider}", f"    api_key: {key}"]
+            if weights and name in weights:
+                lines.append(f"    weight: {weights[name]}")
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
     return path

@@ -5,7 +5,9 @@
 Starts the fake upstream and mitmdump with stickyroute, runs conversations from worker threads
 (OpenAI Responses chained with previous_response_id, Anthropic Messages with a Claude Code
 session header), injects random 429/500/529/401/drops with the fake's add_fault, restarts the
-proxy once half way, and reports: lost pins (a conversation served by more than one account),
+proxy once half way (a 401 is a revoked key: a few seconds later the soak edits that account's
+entry, as an operator would), and reports: lost pins (a conversation served by more than one
+account without the proxy announcing a fallback move), moves by fallback,
 affinity breaks (the fake answered previous_response_not_found / invalid_encrypted_content),
 failed turns, and the mitmdump process's memory over time.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import tempfile
 import threading
@@ -39,6 +42,8 @@ from tests.harness import (
 FAULTS = ["429", "500", "529", "401", "drop"]
 BREAKS = ("previous_response_not_found", "invalid_encrypted_content")
 TURNS = 8  # then the worker starts a new conversation
+FIX_AFTER = 5.0  # seconds until the "operator" edits a revoked account's entry (re-enables it)
+MOVED = re.compile(r"session (\S+) \([^)]*\) \| moved from ")
 
 
 class Soak:
@@ -49,6 +54,7 @@ class Soak:
         self.rng = random.Random(seed)
         self.dir = Path(tempfile.mkdtemp(prefix="soak-"))
         self.accounts = self.dir / "accounts.yaml"
+        self.weights: dict[str, int] = {}
         write_accounts(self.accounts)
         self.port = find_free_port()
         self.has_store = any(o[0] == "sticky_store" for o in OPTIONS)
@@ -83,6 +89,7 @@ class Soak:
                 t.start()
             restarted = False
             outputs = []
+            fixes: list[tuple[float, str]] = []
             while time.monotonic() < self.deadline:
                 time.sleep(1.0)
                 now = time.monotonic() - t0
@@ -90,8 +97,14 @@ class Soak:
                     self.rss.append((round(now), rss_kib(self.proxy.proc.pid)["VmRSS"]))
                 if self.rng.random() < 0.5:  # about one fault every two seconds
                     account = self.rng.choice([*OPENAI_KEYS.values(), *ANTHROPIC_KEYS.values()])
-                    fake.add_fault(account=account, kind=self.rng.choice(FAULTS), count=1,
-                                   retry_after=1)
+                    kind = self.rng.choice(FAULTS)
+                    fake.add_fault(account=account, kind=kind, count=1, retry_after=1)
+                    if kind == "401":  # a revoked key: an operator fixes the file a bit later
+                        fixes.append((now + FIX_AFTER, account))
+                for due in [f for f in fixes if f[0] <= now]:
+                    fixes.remove(due)
+                    self.weights[due[1]] = 3 - self.weights.get(due[1], 1)  # 1 <-> 2: an edit
+                    write_accounts(self.accounts, self.weights)
                 if not restarted and now > self.minutes * 30:
                     restarted = True
                     self.up.clear()
@@ -180,9 +193,15 @@ class Soak:
                 breaks += 1
             if conv and e.get("status") == 200 and e.get("account"):
                 served[conv].append((e["time"], e["account"]))
-        lost_total = lost_across_restart = 0
-        for visits in served.values():
+        # A conversation that changed account is lost unless the proxy moved it and said so
+        # (its pinned account was cooling down or revoked: the designed fallback).
+        moved = {m.group(1) for o in outputs for m in MOVED.finditer(o)}
+        lost_total = lost_across_restart = announced = 0
+        for conv, visits in served.items():
             if len({a for _, a in visits}) > 1:
+                if conv[-8:] in moved:
+                    announced += 1
+                    continue
                 lost_total += 1
                 before = {a for t, a in visits if self.restarted_at and t < self.restarted_at}
                 after = {a for t, a in visits if self.restarted_at and t >= self.restarted_at}
@@ -195,6 +214,7 @@ class Soak:
             "faults_hit": sum(1 for e in log if e.get("fault")),
             "attempt_errors": dict(self.attempt_errors),
             "lost_pins": lost_total, "lost_pins_across_restart": lost_across_restart,
+            "moved_by_fallback": announced,
             "affinity_breaks": breaks, "pin_store": "sticky_store" if self.has_store else
             "none on this branch (pins are in memory: a restart forgets them)",
             "rss_kib": self.rss,
