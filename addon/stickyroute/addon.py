@@ -151,8 +151,10 @@ class StickyRoute:
         if route.endpoint is not Endpoint.OTHER:
             raw = decoded_body(req.raw_content, req.headers.get("content-encoding", ""))
         s = self.settings
+        now, retry = self.clock(), flow.metadata.get(RETRY) or {}
         session: SessionId | None = None
         client = flow.metadata.get(CLIENT_ID) or client_identity(req.headers)
+        namespace = f"{route.provider}/{client}"
         if s.enabled:  # headers first: when they name the session the body may stay unparsed
             session = identify(route.provider, req.headers, None, s.session_headers,
                                client=client)
@@ -168,12 +170,10 @@ class StickyRoute:
                                    client=client)
         if s.enabled and body is not None and route.endpoint is Endpoint.RESPONSES:
             prev = None if ASKED in flow.metadata else share.unknown_previous(
-                self.chains, self.store, f"{route.provider}/{client}", body, self.clock())
+                self.chains, self.store, namespace, body, now)
             if prev is not None:  # another proxy may have started this chain: ask once
-                return self._fetch_chain_then_route(flow, f"{route.provider}/{client}", prev)
-            session = follow_chain(self.chains, self.pins, f"{route.provider}/{client}", body,
-                                   session, self.clock())
-        now, retry = self.clock(), flow.metadata.get(RETRY) or {}
+                return self._fetch_chain_then_route(flow, namespace, prev)
+            session = follow_chain(self.chains, self.pins, namespace, body, session, now)
         accounts = self._candidates.get(route.provider, [])
         gate_client = self.accounts.clients.get(flow.metadata.get(CLIENT, "")) \
             if self.accounts.clients else None
@@ -186,10 +186,12 @@ class StickyRoute:
         if only is not None:
             ready = fresh = [a for a in ready if a.alias == only] or ready
         movable = route.endpoint is Endpoint.RESPONSES and portable(body, s.fallback)
+        # only least-inflight reads in-flight counts: don't build them for the others
+        inflight = self.ledger.inflight(ready) if s.strategy == "least-inflight" else None
         try:
             decision, session = decide_or_move(lambda sid: decide(
                 self.pins, self.chooser, route.provider, ready, sid, now, s.fallback,
-                self.ledger.inflight(ready), fresh), session, movable)
+                inflight, fresh), session, movable)
         except NoAccount as e:
             e = explain(e, self.health, accounts, self.pins, session, s.fallback, now)
             flow.response = http.Response.make(e.status, e.body(), e.headers())
