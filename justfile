@@ -42,7 +42,7 @@ test *ARGS: setup
 
 # ruff + mypy
 lint: setup
-    "{{py}}" -m ruff check addon tests fakeapi demo bench
+    "{{py}}" -m ruff check addon tests fakeapi demo bench devtools
     "{{py}}" -m mypy addon/stickyroute
 
 # cache economics + overhead + table scale report (bench/results/latest.md); --quick, --smoke
@@ -51,4 +51,4 @@ bench *ARGS: setup
 
 # soak: real SDK clients, many conversations, random faults, one proxy restart (not in `just test`)
 soak *ARGS: setup
-    PYTHONPATH=addon:. "{{py}}" -m tests.soak {{ARGS}}
+    PYTHONPATH=addon:. "{{py}}" -m devtools.soak {{ARGS}}

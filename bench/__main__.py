@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness import accounts_file
+from devtools.harness import accounts_file
 
 from . import economics, overhead, report, scale
 from .economics import Plan

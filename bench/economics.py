@@ -21,8 +21,7 @@ from typing import Any
 
 import httpx2
 
-from fakeapi import FakeUpstream
-from tests.harness import (
+from devtools.harness import (
     OPENAI_BASE_URL,
     REDIRECT_ADDON,
     STICKY_ADDON,
@@ -31,6 +30,7 @@ from tests.harness import (
     raw_client,
     redirect_options,
 )
+from fakeapi import FakeUpstream
 
 from .workload import Conversation, conversations, first_history, grow
 

@@ -25,7 +25,7 @@ from typing import Any
 import httpx2
 import zstandard
 
-from tests.harness import (
+from devtools.harness import (
     NOOP_ADDON,
     OPENAI_BASE_URL,
     REDIRECT_ADDON,

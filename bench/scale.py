@@ -17,7 +17,7 @@ import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
-from stickyroute.pins import PinTable
+from stickyroute.core.pins import PinTable
 
 IDLE = 3600.0
 EXPIRING = 0.10  # share of the table that goes idle at once
@@ -76,7 +76,7 @@ def measure_hook(table: PinTable, now: float, accounts: Path, samples: int = 500
     """Median µs of StickyRoute.request on a header-identified Responses request."""
     from mitmproxy.test import taddons, tflow, tutils
 
-    from stickyroute.addon import StickyRoute
+    from stickyroute.addons.route import StickyRoute
 
     addon = StickyRoute(clock=lambda: now)
     body = (b'{"model":"gpt-5-codex","input":[{"type":"message","role":"user","content":"hi"}],'
@@ -100,7 +100,7 @@ def measure_hook(table: PinTable, now: float, accounts: Path, samples: int = 500
 
 async def _stall(table: PinTable, now: float, sliced: bool) -> float:
     """Longest loop lag while requests flow and the sweep runs the way addon.py runs it."""
-    from stickyroute.addon import StickyRoute
+    from stickyroute.addons.route import StickyRoute
 
     addon = StickyRoute(clock=lambda: now)
     addon.pins = table

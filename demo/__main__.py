@@ -11,8 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fakeapi import FakeUpstream
-from tests.harness import (
+from devtools.harness import (
     REDIRECT_ADDON,
     STICKY_ADDON,
     Mitmdump,
@@ -20,6 +19,7 @@ from tests.harness import (
     openai_client,
     redirect_options,
 )
+from fakeapi import FakeUpstream
 
 KEYS = {f"sk-demo-{x}": f"acct-{x}" for x in "abc"}
 CONVERSATIONS, TURNS = 6, 4

@@ -9,33 +9,11 @@ from typing import Any
 
 import pytest
 
+from devtools.harness import Mitmdump, make_fake
 from fakeapi import FakeUpstream
-from tests.harness import Mitmdump
-
-OPENAI_KEYS = {f"sk-test-openai-{x}": f"openai-{x}" for x in "abc"}
-ANTHROPIC_KEYS = {f"sk-ant-test-{x}": f"anthropic-{x}" for x in "abc"}
-CHATGPT_ACCOUNTS = {"tok-chatgpt-a": ("chatgpt-a", "chatgpt-account-id-a")}
 
 MitmdumpFactory = Callable[..., Mitmdump]
 
-
-def write_accounts(path: Path, weights: dict[str, int] | None = None) -> Path:
-    """The three OpenAI and three Anthropic test accounts (optionally with weights)."""
-    lines = ["accounts:"]
-    for keys, provider in ((OPENAI_KEYS, "openai"), (ANTHROPIC_KEYS, "anthropic")):
-        for key, name in keys.items():
-            lines += [f"  - alias: {name}", f"    provider: {provider}", f"    api_key: {key}"]
-            if weights and name in weights:
-                lines.append(f"    weight: {weights[name]}")
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
-    return path
-
-
-def make_fake(**kw: Any) -> FakeUpstream:
-    kw.setdefault("keys", {**OPENAI_KEYS, **ANTHROPIC_KEYS})
-    kw.setdefault("chatgpt_accounts", CHATGPT_ACCOUNTS)
-    return FakeUpstream(**kw)
 
 
 @pytest.fixture

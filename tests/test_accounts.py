@@ -3,7 +3,7 @@ import textwrap
 
 import pytest
 
-from stickyroute.accounts import AccountsError, load_accounts, parse_accounts
+from stickyroute.config.accounts import AccountsError, load_accounts, parse_accounts
 
 
 def parse(text: str, env=None, base_dir=None):

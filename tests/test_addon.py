@@ -6,8 +6,8 @@ import zstandard
 from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
 
-from stickyroute.addon import StickyRoute
-from stickyroute.commands import StickyCommands
+from stickyroute.addons.commands import StickyCommands
+from stickyroute.addons.route import StickyRoute
 
 ACCOUNTS = """\
 accounts:
@@ -257,7 +257,7 @@ def test_ledger_counts_requests_by_affinity(addon_ctx):
 def test_sweep_in_slices_yields_to_the_loop(addon_ctx, monkeypatch):
     import asyncio
 
-    from stickyroute import sweep
+    from stickyroute.addons import sweep
 
     addon, _, clock = addon_ctx
     monkeypatch.setattr(sweep, "SWEEP_SLICE", 10)

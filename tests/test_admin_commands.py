@@ -4,9 +4,9 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
-from stickyroute import views
-from stickyroute.commands import StickyCommands
-from stickyroute.settings import parse_address
+from stickyroute.addons.commands import StickyCommands
+from stickyroute.admin import views
+from stickyroute.config.settings import parse_address
 from tests import test_adminapi
 
 env = test_adminapi.env  # the fixture, shared

@@ -12,7 +12,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.harness import (
+from devtools.harness import (
     REDIRECT_ADDON,
     STICKY_ADDON,
     anthropic_client,
@@ -24,7 +24,7 @@ from tests.harness import (
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parent.parent
-OPENAPI = REPO / "addon" / "stickyroute" / "openapi.yaml"
+OPENAPI = REPO / "addon" / "stickyroute" / "admin" / "openapi.yaml"
 TOKEN = "e2e-admin-token-7f3a"
 ACCOUNTS = """\
 accounts:

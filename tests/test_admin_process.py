@@ -10,7 +10,13 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.harness import REDIRECT_ADDON, STICKY_ADDON, Mitmdump, find_free_port, redirect_options
+from devtools.harness import (
+    REDIRECT_ADDON,
+    STICKY_ADDON,
+    Mitmdump,
+    find_free_port,
+    redirect_options,
+)
 from tests.test_admin_e2e import ACCOUNTS, TOKEN, ask_openai, start_proxy
 
 pytestmark = pytest.mark.e2e

@@ -6,10 +6,10 @@ from urllib.parse import quote
 import pytest
 from mitmproxy.test import taddons
 
-from stickyroute.addon import StickyRoute
-from stickyroute.admin import StickyAdmin
-from stickyroute.adminapi import AdminApi
-from stickyroute.metrics import registry_for, render
+from stickyroute.addons.admin import StickyAdmin
+from stickyroute.addons.route import StickyRoute
+from stickyroute.admin.api import AdminApi
+from stickyroute.admin.metrics import registry_for, render
 from tests.test_addon import ACCOUNTS, Clock, flow
 
 TOKEN = "admin-token-123"

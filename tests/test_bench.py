@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO
+from devtools.harness import REPO
 
 
 @pytest.mark.e2e

@@ -1,8 +1,8 @@
 import pytest
 
-from stickyroute.chains import ChainMap
-from stickyroute.observe import Usage
-from stickyroute.prices import PriceTable, parse_prices
+from stickyroute.core.chains import ChainMap
+from stickyroute.core.observe import Usage
+from stickyroute.core.prices import PriceTable, parse_prices
 
 
 def test_chain_learn_find_and_ttl():
@@ -76,8 +76,8 @@ def test_bad_overrides(raw, match):
 
 
 def test_chain_map_round_trips_through_a_store_section():
-    from stickyroute.chains import ChainMap
-    from stickyroute.store import Section
+    from stickyroute.core.chains import ChainMap
+    from stickyroute.stores.base import Section
 
     old = ChainMap(ttl=100)
     old.learn("openai/c1", ["resp_1", "rs_1"], "openai/c1/s", "acct-a", now=10)

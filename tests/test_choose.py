@@ -3,10 +3,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from stickyroute.choose import Chooser, decide
-from stickyroute.errors import NoAccount
-from stickyroute.identify import SessionId
-from stickyroute.pins import PinTable
+from stickyroute.core.choose import Chooser, decide
+from stickyroute.core.errors import NoAccount
+from stickyroute.core.identify import SessionId
+from stickyroute.core.pins import PinTable
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.harness import openai_client
+from devtools.harness import openai_client
 from tests.test_admin_e2e import ask_anthropic, start_proxy
 
 pytestmark = pytest.mark.e2e

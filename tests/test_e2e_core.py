@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from fakeapi import FakeUpstream
-from tests.conftest import ANTHROPIC_KEYS, OPENAI_KEYS, MitmdumpFactory, write_accounts
-from tests.harness import (
+from devtools.harness import (
+    ANTHROPIC_KEYS,
     CLIENT_PLACEHOLDER_KEY,
+    OPENAI_KEYS,
     REDIRECT_ADDON,
     STICKY_ADDON,
     Mitmdump,
@@ -23,7 +23,10 @@ from tests.harness import (
     openai_client,
     raw_client,
     redirect_options,
+    write_accounts,
 )
+from fakeapi import FakeUpstream
+from tests.conftest import MitmdumpFactory
 
 pytestmark = pytest.mark.e2e
 

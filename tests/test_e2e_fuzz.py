@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ANTHROPIC_KEYS, OPENAI_KEYS, MitmdumpFactory
-from tests.fuzz import Sink, requests, rss_kib, run_fuzz
-from tests.harness import REDIRECT_ADDON, STICKY_ADDON, raw_client
+from devtools.fuzz import Sink, requests, rss_kib, run_fuzz
+from devtools.harness import ANTHROPIC_KEYS, OPENAI_KEYS, REDIRECT_ADDON, STICKY_ADDON, raw_client
+from tests.conftest import MitmdumpFactory
 
 pytestmark = pytest.mark.e2e
 

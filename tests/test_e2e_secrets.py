@@ -15,9 +15,10 @@ import httpx2
 import pytest
 from mitmproxy import io as mitmio
 
-from fakeapi import FakeUpstream
-from tests.conftest import ANTHROPIC_KEYS, CHATGPT_ACCOUNTS, OPENAI_KEYS, MitmdumpFactory
-from tests.harness import (
+from devtools.harness import (
+    ANTHROPIC_KEYS,
+    CHATGPT_ACCOUNTS,
+    OPENAI_KEYS,
     REDIRECT_ADDON,
     STICKY_ADDON,
     anthropic_client,
@@ -26,6 +27,8 @@ from tests.harness import (
     raw_client,
     redirect_options,
 )
+from fakeapi import FakeUpstream
+from tests.conftest import MitmdumpFactory
 
 pytestmark = pytest.mark.e2e
 

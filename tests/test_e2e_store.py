@@ -14,9 +14,17 @@ from typing import Any
 import pytest
 import redis
 
+from devtools.harness import (
+    OPENAI_KEYS,
+    REDIRECT_ADDON,
+    STICKY_ADDON,
+    Mitmdump,
+    openai_client,
+    redirect_options,
+    write_accounts,
+)
 from fakeapi import FakeUpstream
-from tests.conftest import OPENAI_KEYS, MitmdumpFactory, write_accounts
-from tests.harness import REDIRECT_ADDON, STICKY_ADDON, Mitmdump, openai_client, redirect_options
+from tests.conftest import MitmdumpFactory
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e

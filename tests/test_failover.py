@@ -8,12 +8,12 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow, tutils
 
-from stickyroute import addon as addon_module
-from stickyroute.addon import StickyRoute
-from stickyroute.commands import StickyCommands
-from stickyroute.failover import Failover
-from stickyroute.identify import SessionId
-from stickyroute.outcome import Kind, Outcome
+from stickyroute.addons import route as addon_module
+from stickyroute.addons.commands import StickyCommands
+from stickyroute.addons.failover import Failover
+from stickyroute.addons.route import StickyRoute
+from stickyroute.core.identify import SessionId
+from stickyroute.core.outcome import Kind, Outcome
 from tests.test_addon import Clock, flow
 
 ACCOUNTS = """\

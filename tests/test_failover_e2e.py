@@ -16,22 +16,25 @@ import httpx2
 import openai
 import pytest
 
-from fakeapi import FakeUpstream
-from tests.conftest import OPENAI_KEYS, MitmdumpFactory, make_fake
-from tests.harness import (
+from devtools.harness import (
+    OPENAI_KEYS,
     REDIRECT_ADDON,
+    REPO,
     STICKY_ADDON,
     Mitmdump,
     anthropic_client,
     async_openai_client,
+    make_fake,
     openai_client,
     raw_client,
     redirect_options,
 )
+from fakeapi import FakeUpstream
+from tests.conftest import MitmdumpFactory
 
 pytestmark = pytest.mark.e2e
 
-PROBE_ADDON = Path(__file__).parent / "sticky_probe.py"
+PROBE_ADDON = REPO / "devtools" / "sticky_probe.py"
 ENC = "reasoning.encrypted_content"
 FOUR = {**OPENAI_KEYS, "sk-test-openai-d": "openai-d", "sk-ant-test-a": "anthropic-a",
         "sk-ant-test-b": "anthropic-b"}

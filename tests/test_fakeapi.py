@@ -17,8 +17,8 @@ import openai
 import pytest
 import zstandard
 
+from devtools.harness import find_free_port
 from fakeapi import FakeUpstream
-from tests.harness import find_free_port
 
 KEY_A, KEY_B = "sk-test-openai-a", "sk-test-openai-b"
 ANT_A, ANT_B = "sk-ant-test-a", "sk-ant-test-b"
@@ -29,7 +29,7 @@ ENC = "reasoning.encrypted_content"
 
 @pytest.fixture(scope="module")
 def fake() -> Any:
-    from tests.conftest import make_fake
+    from devtools.harness import make_fake
 
     with make_fake() as f:
         yield f

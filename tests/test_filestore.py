@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from stickyroute import snapshot
-from stickyroute.filestore import FileStore, write_atomic
-from stickyroute.ledger import Ledger
-from stickyroute.pins import PinTable
-from stickyroute.snapshot import LedgerSection
-from stickyroute.store import Local, MemoryStore, make_store, store_target
+from stickyroute.core.ledger import Ledger
+from stickyroute.core.pins import PinTable
+from stickyroute.stores import snapshot
+from stickyroute.stores.base import Local, MemoryStore, make_store, store_target
+from stickyroute.stores.file import FileStore, write_atomic
+from stickyroute.stores.snapshot import LedgerSection
 
 
 def local_state(max_size=100_000):

@@ -8,8 +8,8 @@ import pytest
 from mitmproxy import http, websocket
 from mitmproxy.test import taddons
 
-from stickyroute.addon import StickyRoute
-from stickyroute.follow import Follow
+from stickyroute.addons.follow import Follow
+from stickyroute.addons.route import StickyRoute
 from tests.test_addon import ACCOUNTS, Clock, flow
 from tests.test_observe import ANTHROPIC_STREAM, RESPONSES_STREAM
 

@@ -15,10 +15,10 @@ import zstandard
 from mitmproxy.test import taddons, tflow, tutils
 
 from stickyroute import make_addons
-from stickyroute.accounts import AccountsError, parse_accounts
-from stickyroute.bodycap import bounded_decode
-from stickyroute.clients import client_tokens
-from stickyroute.masking import loose_permissions, masked
+from stickyroute.config.accounts import AccountsError, parse_accounts
+from stickyroute.config.clients import client_tokens
+from stickyroute.core.bodycap import bounded_decode
+from stickyroute.core.masking import loose_permissions, masked
 
 ACCOUNTS = """\
 accounts:

@@ -17,19 +17,20 @@ import openai
 import pytest
 import zstandard
 
-from fakeapi import FakeUpstream
-from tests.conftest import MitmdumpFactory, make_fake
-from tests.harness import (
+from devtools.harness import (
     CLIENT_PLACEHOLDER_KEY,
     NOOP_ADDON,
     REDIRECT_ADDON,
     Mitmdump,
     anthropic_client,
     format_options,
+    make_fake,
     openai_client,
     raw_client,
     redirect_options,
 )
+from fakeapi import FakeUpstream
+from tests.conftest import MitmdumpFactory
 
 pytestmark = pytest.mark.e2e
 

@@ -2,9 +2,9 @@ import email.utils
 
 import pytest
 
-from stickyroute import health as hm
-from stickyroute.health import TABLE, Event, Health, State
-from stickyroute.outcome import (
+from stickyroute.core import health as hm
+from stickyroute.core.health import TABLE, Event, Health, State
+from stickyroute.core.outcome import (
     Headroom,
     Kind,
     Outcome,

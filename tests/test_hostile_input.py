@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mitmproxy.test import taddons, tflow, tutils
 
-from stickyroute import bodycap, identify, make_addons, rewrite
+from stickyroute import make_addons
+from stickyroute.core import bodycap, identify, rewrite
 
 SETTINGS = settings(max_examples=120, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,

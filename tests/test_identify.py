@@ -3,7 +3,7 @@ import json
 import pytest
 from mitmproxy.http import Headers
 
-from stickyroute.identify import claude_code_session, derived, identify
+from stickyroute.core.identify import claude_code_session, derived, identify
 
 
 def H(**kw):

@@ -7,8 +7,8 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stickyroute.observe import Observer, Usage
-from stickyroute.sse import SseEvent, SseParser, decoder_for, parse_all
+from stickyroute.core.observe import Observer, Usage
+from stickyroute.core.sse import SseEvent, SseParser, decoder_for, parse_all
 
 
 def sse(event, data, nl="\n"):
@@ -188,7 +188,7 @@ def test_unknown_encoding_is_not_decoded():
 
 
 def test_text_delta_events_are_not_parsed(monkeypatch):
-    from stickyroute import observe as observe_module
+    from stickyroute.core import observe as observe_module
 
     parsed = []
     real = observe_module._loads

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from fakeapi import FakeUpstream
-from tests.conftest import MitmdumpFactory
-from tests.harness import (
+from devtools.harness import (
     REDIRECT_ADDON,
+    REPO,
     STICKY_ADDON,
     Mitmdump,
     anthropic_client,
@@ -22,6 +21,8 @@ from tests.harness import (
     raw_client,
     redirect_options,
 )
+from fakeapi import FakeUpstream
+from tests.conftest import MitmdumpFactory
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +38,7 @@ prices:
 """
 ALIAS_OF = {"openai-a": "oa", "openai-b": "ob", "openai-c": "oc",
             "anthropic-a": "aa", "anthropic-b": "ab"}
-META_DUMP = Path(__file__).parent / "meta_dump_addon.py"
+META_DUMP = REPO / "devtools" / "meta_dump_addon.py"
 LONG = "The quick brown fox considers the cache. " * 200  # > 1024 tokens: cacheable
 
 

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stickyroute import rewrite
-from stickyroute.peek import body_needed
+from stickyroute.core import rewrite
+from stickyroute.core.peek import body_needed
 
 CODEX = {"model": "gpt-5-codex", "input": [{"type": "message", "role": "user", "content": "hi"}],
          "prompt_cache_key": "t-1", "store": False, "reasoning": {"effort": "low"},

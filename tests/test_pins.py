@@ -1,4 +1,4 @@
-from stickyroute.pins import PinTable
+from stickyroute.core.pins import PinTable
 
 
 class Clock:

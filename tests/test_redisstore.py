@@ -7,10 +7,10 @@ import logging
 import pytest
 import redis.asyncio as aioredis
 
-from stickyroute.addon import StickyRoute
-from stickyroute.pins import Pin, PinTable
-from stickyroute.redisstore import RedisStore
-from stickyroute.store import Local
+from stickyroute.addons.route import StickyRoute
+from stickyroute.core.pins import Pin, PinTable
+from stickyroute.stores.base import Local
+from stickyroute.stores.redis import RedisStore
 from tests.redis_server import RedisServer
 from tests.test_addon import ACCOUNTS, Clock, flow
 

@@ -2,7 +2,7 @@ import json
 
 from mitmproxy.http import Headers
 
-from stickyroute import rewrite
+from stickyroute.core import rewrite
 
 
 def test_set_credentials_drops_every_client_credential():

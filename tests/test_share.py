@@ -5,14 +5,14 @@ import asyncio
 import pytest
 from mitmproxy.test import taddons
 
-from stickyroute.addon import StickyRoute
-from stickyroute.follow import Follow
-from stickyroute.health import Event, Health, State
-from stickyroute.outcome import Kind, Outcome
-from stickyroute.pins import PinTable
-from stickyroute.redisstore import RedisStore
-from stickyroute.share import HealthSync
-from stickyroute.store import Local
+from stickyroute.addons.follow import Follow
+from stickyroute.addons.route import StickyRoute
+from stickyroute.core.health import Event, Health, State
+from stickyroute.core.outcome import Kind, Outcome
+from stickyroute.core.pins import PinTable
+from stickyroute.stores.base import Local
+from stickyroute.stores.redis import RedisStore
+from stickyroute.stores.share import HealthSync
 from tests.redis_server import RedisServer
 from tests.test_addon import ACCOUNTS, Clock, flow
 from tests.test_follow import resp_body, respond

@@ -7,13 +7,13 @@ from typing import Any
 
 def make_addons() -> list[Any]:
     """The addons `addon/sticky.py` hands to mitmproxy, in hook order."""
-    from .addon import StickyRoute
-    from .admin import StickyAdmin
-    from .commands import StickyCommands
-    from .failover import Failover
-    from .follow import Follow
-    from .guard import Guard
-    from .persist import Persistence
+    from .addons.admin import StickyAdmin
+    from .addons.commands import StickyCommands
+    from .addons.failover import Failover
+    from .addons.follow import Follow
+    from .addons.guard import Guard
+    from .addons.persist import Persistence
+    from .addons.route import StickyRoute
 
     route = StickyRoute()
     # The guard's gate runs before routing; it masks credentials once a request is sent.

@@ -12,9 +12,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from .chains import ChainMap
-from .ledger import SweepStats
-from .pins import PinTable
+from stickyroute.core.chains import ChainMap
+from stickyroute.core.ledger import SweepStats
+from stickyroute.core.pins import PinTable
 
 logger = logging.getLogger("stickyroute")
 

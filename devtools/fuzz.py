@@ -3,7 +3,7 @@
 `run_fuzz(proxy, count)` sends `count` hostile requests (broken JSON, wrong types, deep and huge
 bodies, invalid UTF-8, lying or unknown Content-Encoding, zstd/gzip/br/deflate bombs, odd
 headers) to the account hosts from several threads and returns what came back. The sink (point
-tests/redirect_addon.py's fake_upstream at it) answers every request 200 and records whether it
+devtools/redirect_addon.py's fake_upstream at it) answers every request 200 and records whether it
 carried an account credential, a masked value, or nothing.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 import brotli
 import zstandard
 
-from tests.harness import Mitmdump, raw_client
+from devtools.harness import Mitmdump, raw_client
 
 TARGETS = ["https://api.openai.com/v1/responses", "https://api.openai.com/v1/chat/completions",
            "https://api.anthropic.com/v1/messages?beta=true", "https://api.openai.com/v1/models",

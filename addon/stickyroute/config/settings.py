@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .choose import STRATEGIES
+from stickyroute.core.choose import STRATEGIES
 
 FALLBACKS = ("rotate", "fail")
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from .accounts import AccountsError, AccountSet, load_accounts
+from stickyroute.config.accounts import AccountsError, AccountSet, load_accounts
+
 from .observe import Usage
 
 MICROS = 1_000_000

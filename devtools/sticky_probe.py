@@ -12,7 +12,7 @@ import json
 
 from mitmproxy import ctx, http
 
-from stickyroute.health import Health
+from stickyroute.core.health import Health
 
 PROBE_HOST = "sticky.probe"
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from mitmproxy import ctx
 
-from .health import Event, Health
-from .share import HealthSync
-from .snapshot import LedgerSection
-from .store import Local, MemoryStore, Section, Store, make_store
+from stickyroute.core.health import Event, Health
+from stickyroute.stores.base import Local, MemoryStore, Section, Store, make_store
+from stickyroute.stores.share import HealthSync
+from stickyroute.stores.snapshot import LedgerSection
 
 logger = logging.getLogger("stickyroute")
 

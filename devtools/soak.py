@@ -1,6 +1,6 @@
 """Soak: real SDK clients, many conversations, random faults and one proxy restart.
 
-    python -m tests.soak --minutes 3        (or: just soak)
+    python -m devtools.soak --minutes 3        (or: just soak)
 
 Starts the fake upstream and mitmdump with stickyroute, runs conversations from worker threads
 (OpenAI Responses chained with previous_response_id, Anthropic Messages with a Claude Code
@@ -26,18 +26,21 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from stickyroute.settings import OPTIONS
-from tests.conftest import ANTHROPIC_KEYS, OPENAI_KEYS, make_fake, write_accounts
-from tests.fuzz import rss_kib
-from tests.harness import (
+from devtools.fuzz import rss_kib
+from devtools.harness import (
+    ANTHROPIC_KEYS,
+    OPENAI_KEYS,
     REDIRECT_ADDON,
     STICKY_ADDON,
     Mitmdump,
     anthropic_client,
     find_free_port,
+    make_fake,
     openai_client,
     redirect_options,
+    write_accounts,
 )
+from stickyroute.config.settings import OPTIONS
 
 FAULTS = ["429", "500", "529", "401", "drop"]
 BREAKS = ("previous_response_not_found", "invalid_encrypted_content")

@@ -12,9 +12,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .choose import Chooser
-from .pins import Pin, PinTable
-from .store import Store
+from stickyroute.core.choose import Chooser
+from stickyroute.core.pins import Pin, PinTable
+
+from .base import Store
 
 logger = logging.getLogger("stickyroute")
 

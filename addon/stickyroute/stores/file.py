@@ -18,9 +18,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from stickyroute.core.pins import Pin
+
 from . import snapshot
-from .pins import Pin
-from .store import Local
+from .base import Local
 
 logger = logging.getLogger("stickyroute")
 

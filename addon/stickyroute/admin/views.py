@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .pins import Pin
+from stickyroute.core.pins import Pin
 
 DISABLED_BY_FILE = "enabled: false in the accounts file"
 DISABLED_BY_OPERATOR = "disabled by an operator"

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from .pins import Pin, PinTable
+from stickyroute.core.pins import Pin, PinTable
 
 logger = logging.getLogger("stickyroute")
 
@@ -132,11 +132,11 @@ def store_target(spec: str, confdir: str) -> tuple[str, str]:
 def make_store(spec: str, confdir: str, prefix: str, timeout: float = 0.1) -> Store:
     kind, target = store_target(spec, confdir)
     if kind == "redis":
-        from .redisstore import RedisStore
+        from .redis import RedisStore
 
         return RedisStore(target, prefix, timeout=timeout)
     if kind == "file":
-        from .filestore import FileStore
+        from .file import FileStore
 
         return FileStore(target)
     return MemoryStore()

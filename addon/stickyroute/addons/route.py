@@ -17,26 +17,35 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from . import peek, rewrite, share
-from .accounts import Account, AccountsError, AccountSet
-from .accountsfile import WATCH_INTERVAL, AccountsFile, announce
-from .bodycap import decoded_body
-from .chains import ChainMap, follow_chain
-from .choose import Chooser, decide
-from .claim import Claims
-from .classify import Endpoint, classify
-from .errors import NoAccount
-from .fallback import Kept, decide_or_move, drop_foreign_reasoning, explain, pools, portable
+from stickyroute.admin.views import describe
+from stickyroute.config.accounts import Account, AccountsError, AccountSet
+from stickyroute.config.accountsfile import WATCH_INTERVAL, AccountsFile, announce
+from stickyroute.config.settings import OPTIONS, Settings, parse_settings
+from stickyroute.core import peek, rewrite
+from stickyroute.core.bodycap import decoded_body
+from stickyroute.core.chains import ChainMap, follow_chain
+from stickyroute.core.choose import Chooser, decide
+from stickyroute.core.classify import Endpoint, classify
+from stickyroute.core.errors import NoAccount
+from stickyroute.core.fallback import (
+    Kept,
+    decide_or_move,
+    drop_foreign_reasoning,
+    explain,
+    pools,
+    portable,
+)
+from stickyroute.core.health import Health
+from stickyroute.core.identify import SessionId, client_identity, identify
+from stickyroute.core.ledger import Ledger, SweepStats
+from stickyroute.core.pins import PinTable
+from stickyroute.core.prices import PriceTable, parse_prices
+from stickyroute.stores import share
+from stickyroute.stores.base import MemoryStore, Store
+from stickyroute.stores.claim import Claims
+
 from .guard import CLIENT, CLIENT_ID, SIGNED
-from .health import Health
-from .identify import SessionId, client_identity, identify
-from .ledger import Ledger, SweepStats
-from .pins import PinTable
-from .prices import PriceTable, parse_prices
-from .settings import OPTIONS, Settings, parse_settings
-from .store import MemoryStore, Store
 from .sweep import every, expire_all, expire_in_slices
-from .views import describe
 
 logger = logging.getLogger("stickyroute")
 

@@ -17,9 +17,10 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .chains import ChainMap
-from .health import Event, Health
-from .store import Store
+from stickyroute.core.chains import ChainMap
+from stickyroute.core.health import Event, Health
+
+from .base import Store
 
 logger = logging.getLogger("stickyroute")
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import command, exceptions
 
-from . import views
+from stickyroute.admin import views
 
 if TYPE_CHECKING:
-    from .addon import StickyRoute
+    from .route import StickyRoute
 
 logger = logging.getLogger("stickyroute")
 

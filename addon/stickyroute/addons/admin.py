@@ -20,12 +20,12 @@ from typing import Any
 import h11
 from mitmproxy import command, exceptions
 
-from . import metrics, views
-from .adminapi import AdminApi, ApiError, Reply
+from stickyroute.admin import metrics, views
+from stickyroute.admin.api import AdminApi, ApiError, Reply
 
 logger = logging.getLogger("stickyroute")
 
-PAGE = Path(__file__).with_name("dashboard.html")
+PAGE = Path(__file__).parent.parent / "admin" / "dashboard.html"
 TOKEN_ENV = "STICKY_ADMIN_TOKEN"
 MAX_BODY = 64 * 1024
 IDLE_TIMEOUT = 60.0

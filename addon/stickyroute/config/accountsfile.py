@@ -10,9 +10,10 @@ import logging
 import os
 from collections.abc import Callable
 
-from . import masking
+from stickyroute.core import masking
+from stickyroute.core.prices import load_checked
+
 from .accounts import AccountsError, AccountSet
-from .prices import load_checked
 
 logger = logging.getLogger("stickyroute")
 

@@ -25,10 +25,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
+from stickyroute.core.pins import Pin
+
+from .base import Local
 from .budget import HARD_TIMEOUT, TIMEOUT, within
-from .pins import Pin
 from .redislayout import PIN_SCRIPT, Keys, parse_pin_value, pin_value
-from .store import Local
 
 logger = logging.getLogger("stickyroute")
 

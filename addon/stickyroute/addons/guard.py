@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from mitmproxy import connection, http
 
-from . import masking
-from .classify import classify
-from .clients import Client, client_tokens
-from .errors import error_body
-from .identify import OVERRIDE_HEADER as OVERRIDE
+from stickyroute.config.clients import Client, client_tokens
+from stickyroute.core import masking
+from stickyroute.core.classify import classify
+from stickyroute.core.errors import error_body
+from stickyroute.core.identify import OVERRIDE_HEADER as OVERRIDE
 
 if TYPE_CHECKING:
-    from .addon import StickyRoute
+    from .route import StickyRoute
 
 logger = logging.getLogger("stickyroute")
 

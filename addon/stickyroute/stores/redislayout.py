@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .pins import Pin
+from stickyroute.core.pins import Pin
 
 # KEYS[1] pin key. ARGV: value, idle ms, max age s, now s, sessions-key prefix, session,
 # mode ("claim": keep an existing pin; "put": overwrite it). Returns {winning value, 1 if new}.

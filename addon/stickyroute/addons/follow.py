@@ -15,14 +15,15 @@ from typing import Any
 
 from mitmproxy import http
 
-from . import rewrite
-from .addon import META, StickyRoute
-from .bodycap import MAX_BODY
-from .observe import Observer
-from .prices import format_micros
-from .share import publish_chain
-from .sse import SseParser, decoder_for, parse_all
-from .views import describe
+from stickyroute.admin.views import describe
+from stickyroute.core import rewrite
+from stickyroute.core.bodycap import MAX_BODY
+from stickyroute.core.observe import Observer
+from stickyroute.core.prices import format_micros
+from stickyroute.core.sse import SseParser, decoder_for, parse_all
+from stickyroute.stores.share import publish_chain
+
+from .route import META, StickyRoute
 
 logger = logging.getLogger("stickyroute")
 

@@ -1,7 +1,7 @@
 """End-to-end harness: a real mitmdump subprocess and SDK clients that go through it.
 
 Clients talk to the REAL host names (api.openai.com, ...) through the proxy, trusting the
-proxy's CA; tests/redirect_addon.py then sends those requests to the fake upstream. So the
+proxy's CA; devtools/redirect_addon.py then sends those requests to the fake upstream. So the
 addon under test sees exactly the traffic it would see in production.
 """
 
@@ -26,10 +26,12 @@ from typing import Any, Self
 
 import httpx2
 
+from fakeapi import FakeUpstream
+
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
-REDIRECT_ADDON = REPO / "tests" / "redirect_addon.py"
+REDIRECT_ADDON = REPO / "devtools" / "redirect_addon.py"
 NOOP_ADDON = REPO / "bench" / "noop_addon.py"
 STICKY_ADDON = REPO / "addon" / "sticky.py"
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -209,7 +211,7 @@ def accounts_file(path: Path, keys: Mapping[str, str], provider: str = "openai")
 
 
 def redirect_options(fake: Any, hosts: str | None = None) -> dict[str, Any]:
-    """Options for tests/redirect_addon.py pointing at a FakeUpstream."""
+    """Options for devtools/redirect_addon.py pointing at a FakeUpstream."""
     opts: dict[str, Any] = {"fake_upstream": f"127.0.0.1:{fake.port}"}
     if hosts is not None:
         opts["fake_hosts"] = hosts
@@ -266,3 +268,29 @@ def async_anthropic_client(proxy: Mitmdump, api_key: str = CLIENT_PLACEHOLDER_KE
     kw.setdefault("max_retries", 0)
     kw.setdefault("base_url", ANTHROPIC_BASE_URL)
     return anthropic.AsyncAnthropic(api_key=api_key, http_client=async_raw_client(proxy), **kw)
+
+
+# ---- the test world: accounts the fake upstream knows ----
+
+OPENAI_KEYS = {f"sk-test-openai-{x}": f"openai-{x}" for x in "abc"}
+ANTHROPIC_KEYS = {f"sk-ant-test-{x}": f"anthropic-{x}" for x in "abc"}
+CHATGPT_ACCOUNTS = {"tok-chatgpt-a": ("chatgpt-a", "chatgpt-account-id-a")}
+
+
+def write_accounts(path: Path, weights: dict[str, int] | None = None) -> Path:
+    """The three OpenAI and three Anthropic test accounts (optionally with weights)."""
+    lines = ["accounts:"]
+    for keys, provider in ((OPENAI_KEYS, "openai"), (ANTHROPIC_KEYS, "anthropic")):
+        for key, name in keys.items():
+            lines += [f"  - alias: {name}", f"    provider: {provider}", f"    api_key: {key}"]
+            if weights and name in weights:
+                lines.append(f"    weight: {weights[name]}")
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def make_fake(**kw: Any) -> FakeUpstream:
+    kw.setdefault("keys", {**OPENAI_KEYS, **ANTHROPIC_KEYS})
+    kw.setdefault("chatgpt_accounts", CHATGPT_ACCOUNTS)
+    return FakeUpstream(**kw)

@@ -33,11 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 from mitmproxy import connection, ctx, http
 
-from .addon import META, RETRY
-from .outcome import Kind, Outcome, classify, headroom
+from stickyroute.core.outcome import Kind, Outcome, classify, headroom
+
+from .route import META, RETRY
 
 if TYPE_CHECKING:
-    from .addon import StickyRoute
+    from .route import StickyRoute
 
 logger = logging.getLogger("stickyroute")
 

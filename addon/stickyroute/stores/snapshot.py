@@ -13,8 +13,8 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .ledger import AccountStats, Ledger
-from .pins import Pin
+from stickyroute.core.ledger import AccountStats, Ledger
+from stickyroute.core.pins import Pin
 
 FORMAT = "stickyroute-state"
 VERSION = 1

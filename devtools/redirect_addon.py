@@ -1,6 +1,6 @@
 """Test-only mitmproxy addon: send provider API hosts to the local fake upstream.
 
-Load it AFTER the stickyroute addon (`-s addon/sticky.py -s tests/redirect_addon.py`), so
+Load it AFTER the stickyroute addon (`-s addon/sticky.py -s devtools/redirect_addon.py`), so
 stickyroute sees and rewrites the request for the real host first. Requests for any other
 host are left alone. It never touches headers except adding `x-fake-original-host`.
 """
