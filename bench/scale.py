@@ -39,10 +39,9 @@ def session_key(i: int) -> str:
     return f"openai/3f9a0c1d2e4b/{i:08x}-5c1e-4b7a-9d2f-{i:012x}"
 
 
-def build(n: int, clock: list[float]) -> PinTable:
+def build(n: int) -> PinTable:
     """n pins over 3 aliases; the first 10% created an hour before the rest."""
-    table = PinTable(idle_timeout=IDLE, max_age=10 * IDLE, max_size=2 * n,
-                     clock=lambda: clock[0])
+    table = PinTable(idle_timeout=IDLE, max_age=10 * IDLE, max_size=2 * n)
     aliases = ("acct-0", "acct-1", "acct-2")
     old = int(n * EXPIRING)
     for i in range(n):
@@ -54,7 +53,7 @@ def measure_memory(n: int) -> float:
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    table = build(n, [0.0])
+    table = build(n)
     used = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     del table
@@ -73,19 +72,20 @@ def measure_lookup(table: PinTable, n: int, now: float, samples: int = 20_000) -
 
 
 def measure_hook(table: PinTable, now: float, accounts: Path, samples: int = 500) -> float:
-    """Median µs of StickyRoute.request on a header-identified Responses request."""
+    """Median µs of the route addon's request hook on a header-identified Responses request."""
     from mitmproxy.test import taddons, tflow, tutils
 
-    from stickyroute.addons.route import StickyRoute
+    from stickyroute import build as build_addons
+    from stickyroute.state import State
 
-    addon = StickyRoute(clock=lambda: now)
+    addon = build_addons(State(clock=lambda: now))
     body = (b'{"model":"gpt-5-codex","input":[{"type":"message","role":"user","content":"hi"}],'
             b'"prompt_cache_key":"t","store":false,"reasoning":{"effort":"low"},'
             b'"include":["reasoning.encrypted_content"]}')
     times = []
-    with taddons.context(addon) as tctx:
-        tctx.configure(addon, sticky_accounts=str(accounts))
-        addon.pins = table
+    with taddons.context(*addon) as tctx:
+        tctx.configure(addon.options, sticky_accounts=str(accounts))
+        addon.state.pins = table
         for i in range(samples):
             req = tutils.treq(host="api.openai.com", port=443, scheme=b"https",
                               path=b"/v1/responses", method=b"POST", content=body)
@@ -93,17 +93,18 @@ def measure_hook(table: PinTable, now: float, accounts: Path, samples: int = 500
             req.headers["session-id"] = f"hook-{i % 100}"
             flow = tflow.tflow(req=req)
             t0 = time.perf_counter()
-            addon.request(flow)
+            addon.route.request(flow)
             times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1e6
 
 
 async def _stall(table: PinTable, now: float, sliced: bool) -> float:
-    """Longest loop lag while requests flow and the sweep runs the way addon.py runs it."""
-    from stickyroute.addons.route import StickyRoute
+    """Longest loop lag while requests flow and the sweep runs the way the sweeper runs it."""
+    from stickyroute import build as build_addons
+    from stickyroute.state import State
 
-    addon = StickyRoute(clock=lambda: now)
-    addon.pins = table
+    addon = build_addons(State(clock=lambda: now))
+    addon.state.pins = table
     worst = 0.0
     stop = False
 
@@ -129,9 +130,9 @@ async def _stall(table: PinTable, now: float, sliced: bool) -> float:
     await asyncio.sleep(0.01)
     worst = 0.0
     if sliced:
-        await addon.sweep_in_slices()
+        await addon.sweeper.sweep_in_slices()
     else:
-        addon.sweep()
+        addon.sweeper.sweep()
     await asyncio.sleep(0.01)
     stop = True
     await asyncio.gather(*tasks)
@@ -140,8 +141,7 @@ async def _stall(table: PinTable, now: float, sliced: bool) -> float:
 
 def measure(n: int, accounts: Path, with_memory: bool = True) -> ScaleResult:
     per_pin = measure_memory(n) if with_memory else float("nan")
-    clock = [IDLE / 2]
-    table = build(n, clock)
+    table = build(n)
     now = IDLE / 2
     lookup = measure_lookup(table, n, now)
     hook = measure_hook(table, now, accounts)
@@ -152,7 +152,7 @@ def measure(n: int, accounts: Path, with_memory: bool = True) -> ScaleResult:
     assert len(gone) == int(n * EXPIRING), len(gone)
     stalls = []
     for sliced in (False, True):
-        table = build(n, clock)
+        table = build(n)
         stalls.append(asyncio.run(_stall(table, expire_at, sliced)))
         assert len(table) == n - int(n * EXPIRING)
     del table

@@ -13,6 +13,8 @@ import json
 from mitmproxy import ctx, http
 
 from stickyroute.core.health import Health
+from stickyroute.core.identify import key_value
+from stickyroute.state import State
 
 PROBE_HOST = "sticky.probe"
 
@@ -21,27 +23,33 @@ class StickyProbe:
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.request.pretty_host != PROBE_HOST:
             return
-        route = ctx.master.addons.get("stickyroute")
-        now = route.clock()
+        state: State = ctx.master.addons.get("stickyroute").state
+        kept = ctx.master.addons.get("failover").kept
+        now = state.clock()
         path = flow.request.path
         if path.startswith("/enable/"):
-            route.health.enable(path.removeprefix("/enable/"), now)
+            state.health.enable(path.removeprefix("/enable/"), now)
         elif path.startswith("/disable/"):
-            route.health.disable(path.removeprefix("/disable/"), "switched off by the test", now)
+            state.health.disable(path.removeprefix("/disable/"), "switched off by the test", now)
         elif path == "/reset":
-            for pin in route.pins:
-                route.pins.remove(pin.session)
-            route.health = Health()
-        state = {
-            "accounts": {a.alias: {"inflight": route.ledger[a.alias].inflight,
-                                   "errors": route.ledger[a.alias].errors,
-                                   "health": route.health.describe(a.alias, now)}
-                         for a in route.accounts.accounts},
-            "kept_requests": len(route.client_requests),
-            "pins": {p.session.rsplit("/", 1)[-1]: p.alias for p in route.pins},
+            for pin in state.pins:
+                state.pins.remove(pin.session)
+            state.health = Health()
+        answer = {
+            "accounts": {a.alias: {"inflight": state.ledger[a.alias].inflight,
+                                   "errors": state.ledger[a.alias].errors,
+                                   "health": _health(state, a.alias, now)}
+                         for a in state.accounts.accounts},
+            "kept_requests": len(kept),
+            "pins": {key_value(p.session): p.alias for p in state.pins},
         }
-        flow.response = http.Response.make(200, json.dumps(state),
+        flow.response = http.Response.make(200, json.dumps(answer),
                                            {"content-type": "application/json"})
+
+
+def _health(state: State, alias: str, now: float) -> dict[str, object]:
+    h = state.health.describe(alias, now)
+    return {"state": h.state.value, "reason": h.reason, "until": h.until}
 
 
 addons = [StickyProbe()]

@@ -4,35 +4,9 @@ import logging
 import pytest
 import zstandard
 from mitmproxy import exceptions
-from mitmproxy.test import taddons, tflow, tutils
+from mitmproxy.test import taddons
 
-from stickyroute.addons.commands import StickyCommands
-from stickyroute.addons.route import StickyRoute
-
-ACCOUNTS = """\
-accounts:
-  - alias: oa
-    provider: openai
-    api_key: sk-acct-oa
-  - alias: ob
-    provider: openai
-    api_key: sk-acct-ob
-  - alias: an
-    provider: anthropic
-    api_key: sk-ant-acct
-  - alias: cg
-    provider: chatgpt
-    api_key: tok
-    account_id: id-1
-    enabled: false
-"""
-
-
-class Clock:
-    t = 1_000.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.helpers import ACCOUNTS, Clock, addons, configured, flow
 
 
 @pytest.fixture
@@ -46,37 +20,19 @@ def accounts_file(tmp_path):
 @pytest.fixture
 def addon_ctx(accounts_file):
     clock = Clock()
-    addon = StickyRoute(clock=clock)
-    with taddons.context(addon) as tctx:
-        tctx.configure(addon, sticky_accounts=str(accounts_file))
+    with configured(accounts_file, clock) as (addon, tctx):
         yield addon, tctx, clock
-
-
-def flow(host="api.openai.com", path="/v1/responses", body=None, headers=(), scheme="https",
-         raw: bytes | None = None):
-    req = tutils.treq(host=host, port=443, scheme=scheme.encode(), path=path.encode(),
-                      method=b"POST", content=b"")
-    req.headers.clear()
-    req.headers["authorization"] = "Bearer sk-client-placeholder"
-    req.headers["content-type"] = "application/json"
-    for k, v in headers:
-        req.headers[k] = v
-    if raw is not None:
-        req.raw_content = raw
-    elif body is not None:
-        req.content = json.dumps(body).encode()
-    return tflow.tflow(req=req)
 
 
 def test_rewrites_credentials_and_pins(addon_ctx):
     addon, _, _ = addon_ctx
     f1 = flow(body={"model": "gpt-5", "input": "hi"}, headers=[("session-id", "conv-1")])
-    addon.request(f1)
+    addon.route.request(f1)
     assert f1.request.headers["authorization"] in ("Bearer sk-acct-oa", "Bearer sk-acct-ob")
     meta = f1.metadata["stickyroute"]
     assert meta["affinity"] == "new" and meta["session_source"] == "header:session-id"
     f2 = flow(body={"model": "gpt-5", "input": "hi"}, headers=[("session-id", "conv-1")])
-    addon.request(f2)
+    addon.route.request(f2)
     assert f2.metadata["stickyroute"]["affinity"] == "hit"
     assert f2.request.headers["authorization"] == f1.request.headers["authorization"]
     assert "sk-acct" not in f2.comment and "oa" in f2.comment or "ob" in f2.comment
@@ -86,7 +42,7 @@ def test_other_hosts_and_plain_http_untouched(addon_ctx):
     addon, _, _ = addon_ctx
     for f in (flow(host="example.com"), flow(scheme="http")):
         before = f.request.copy()
-        addon.request(f)
+        addon.route.request(f)
         assert f.request.headers == before.headers and f.request.raw_content == before.raw_content
         assert "stickyroute" not in f.metadata
 
@@ -96,7 +52,7 @@ def test_anthropic_body_never_rewritten(addon_ctx):
     raw = b'{"model":"claude","messages":[{"role":"user","content":"x"}],"metadata":{"user_id":"u"}}'
     f = flow(host="api.anthropic.com", path="/v1/messages?beta=true", raw=raw,
              headers=[("x-api-key", "client")])
-    addon.request(f)
+    addon.route.request(f)
     assert f.request.raw_content == raw
     assert f.request.headers["x-api-key"] == "sk-ant-acct"
     assert "authorization" not in f.request.headers
@@ -108,7 +64,7 @@ def test_injects_cache_key_into_zstd_body(addon_ctx):
             "reasoning": {"effort": "low"}, "store": False}
     f = flow(raw=zstandard.ZstdCompressor().compress(json.dumps(body).encode()),
              headers=[("content-encoding", "zstd")])
-    addon.request(f)
+    addon.route.request(f)
     assert f.request.headers["content-encoding"] == "zstd"
     sent = json.loads(zstandard.ZstdDecompressor().decompress(f.request.raw_content,
                                                                max_output_size=1 << 20))
@@ -120,11 +76,9 @@ def test_injects_cache_key_into_zstd_body(addon_ctx):
 def test_cache_key_is_the_same_after_a_restart(accounts_file):
     keys = []
     for _ in range(2):
-        addon = StickyRoute(clock=Clock())
-        with taddons.context(addon) as tctx:
-            tctx.configure(addon, sticky_accounts=str(accounts_file))
+        with configured(accounts_file) as (addon, _):
             f = flow(body={"model": "m", "instructions": "sys", "input": "first"})
-            addon.request(f)
+            addon.route.request(f)
             keys.append(json.loads(f.request.content)["prompt_cache_key"])
     assert keys[0] == keys[1]
 
@@ -134,7 +88,7 @@ def test_present_cache_key_and_non_json_untouched(addon_ctx):
     for raw in (b'{"prompt_cache_key":"mine","input":"x"}', b"not json at all", b"[1,2]",
                 b"\xff\xfe\x00"):
         f = flow(raw=raw)
-        addon.request(f)
+        addon.route.request(f)
         assert f.request.raw_content == raw
         assert f.request.headers["authorization"].startswith("Bearer sk-acct-")
 
@@ -142,14 +96,14 @@ def test_present_cache_key_and_non_json_untouched(addon_ctx):
 def test_lying_content_encoding_passes_through(addon_ctx):
     addon, _, _ = addon_ctx
     f = flow(raw=b'{"input":"x"}', headers=[("content-encoding", "zstd")])
-    addon.request(f)
+    addon.route.request(f)
     assert f.request.raw_content == b'{"input":"x"}'
 
 
 def test_all_accounts_disabled_answers_503(addon_ctx):
     addon, _, _ = addon_ctx
     f = flow(host="chatgpt.com", path="/backend-api/codex/responses", body={"input": "x"})
-    addon.request(f)
+    addon.route.request(f)
     assert f.response.status_code == 503
     err = json.loads(f.response.content)["error"]
     assert err["code"] == "no_account_available" and "openai" not in err["message"]
@@ -158,23 +112,23 @@ def test_all_accounts_disabled_answers_503(addon_ctx):
 
 def test_sticky_disabled_routes_without_pins(addon_ctx):
     addon, tctx, _ = addon_ctx
-    tctx.configure(addon, sticky_enabled=False, sticky_strategy="round-robin")
+    tctx.configure(addon.options, sticky_enabled=False, sticky_strategy="round-robin")
     seen = set()
     for _ in range(4):
         f = flow(body={"input": "x"}, headers=[("session-id", "same")])
-        addon.request(f)
+        addon.route.request(f)
         seen.add(f.request.headers["authorization"])
         assert f.metadata["stickyroute"]["affinity"] == "unpinned"
-    assert len(seen) == 2 and len(addon.pins) == 0
+    assert len(seen) == 2 and len(addon.state.pins) == 0
 
 
 def test_idle_pin_expires_and_sweep(addon_ctx):
     addon, tctx, clock = addon_ctx
-    tctx.configure(addon, sticky_idle_timeout=60)
-    addon.request(flow(body={"input": "x"}, headers=[("session-id", "s")]))
-    assert len(addon.pins) == 1
+    tctx.configure(addon.options, sticky_idle_timeout=60)
+    addon.route.request(flow(body={"input": "x"}, headers=[("session-id", "s")]))
+    assert len(addon.state.pins) == 1
     clock.t += 61
-    assert addon.sweep() == 1 and len(addon.pins) == 0
+    assert addon.sweeper.sweep() == 1 and len(addon.state.pins) == 0
 
 
 @pytest.mark.parametrize("option, value, match", [
@@ -188,42 +142,42 @@ def test_idle_pin_expires_and_sweep(addon_ctx):
 def test_bad_options_are_refused(addon_ctx, option, value, match):
     addon, tctx, _ = addon_ctx
     with pytest.raises(exceptions.OptionsError, match=match):
-        tctx.configure(addon, **{option: value})
-    assert addon.settings.idle_timeout == 3600  # old settings still running
+        tctx.configure(addon.options, **{option: value})
+    assert addon.state.settings.idle_timeout == 3600  # old settings still running
 
 
 def test_bad_accounts_file_is_refused(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("accounts:\n  - alias: a\n    provider: nope\n    api_key: k\n")
-    addon = StickyRoute()
-    with taddons.context(addon) as tctx:
+    addon = addons()
+    with taddons.context(*addon) as tctx:
         with pytest.raises(exceptions.OptionsError, match=rf"{p}:3: a: unknown provider"):
-            tctx.configure(addon, sticky_accounts=str(p))
+            tctx.configure(addon.options, sticky_accounts=str(p))
 
 
 def test_accounts_reload_and_bad_edit_keeps_old(addon_ctx, accounts_file, caplog):
     addon, _, _ = addon_ctx
     accounts_file.write_text(ACCOUNTS.replace("alias: ob", "alias: ob2") + "\n")
-    assert addon.reload_accounts_if_changed()
-    assert addon.accounts.get("ob2") is not None
+    assert addon.options.reload_accounts_if_changed()
+    assert addon.state.accounts.get("ob2") is not None
     accounts_file.write_text("accounts: [broken\n")
     with caplog.at_level(logging.WARNING):
-        assert not addon.reload_accounts_if_changed()
+        assert not addon.options.reload_accounts_if_changed()
     assert "keeping the previous accounts" in caplog.text
-    assert addon.accounts.get("ob2") is not None
+    assert addon.state.accounts.get("ob2") is not None
 
 
 def test_soft_pin_moves_when_account_disappears(addon_ctx, accounts_file):
     addon, _, _ = addon_ctx
     f = flow(body={"input": "x"}, headers=[("session-id", "s")])
-    addon.request(f)
+    addon.route.request(f)
     first = f.metadata["stickyroute"]["account"]
     accounts_file.write_text(ACCOUNTS.replace(f"alias: {first}\n    provider: openai",
                                               f"alias: {first}\n    provider: openai\n"
                                               "    enabled: false") + "\n")
-    assert addon.reload_accounts_if_changed()
+    assert addon.options.reload_accounts_if_changed()
     f2 = flow(body={"input": "x"}, headers=[("session-id", "s")])
-    addon.request(f2)
+    addon.route.request(f2)
     meta = f2.metadata["stickyroute"]
     assert meta["affinity"] == "moved" and meta["moved_from"] == first
     assert meta["account"] != first and f2.marked
@@ -231,13 +185,13 @@ def test_soft_pin_moves_when_account_disappears(addon_ctx, accounts_file):
 
 def test_commands(addon_ctx):
     addon, tctx, _ = addon_ctx
-    commands = StickyCommands(addon)
-    addon.request(flow(body={"input": "x"}, headers=[("session-id", "conv-9")]))
+    commands = addon.commands
+    addon.route.request(flow(body={"input": "x"}, headers=[("session-id", "conv-9")]))
     assert any("conv-9" in line for line in tctx.command(commands.sessions_command))
     assert any(line.startswith("oa openai healthy sessions=")
                for line in commands.accounts_command())
     commands.evict_command("conv-9")
-    assert len(addon.pins) == 0
+    assert len(addon.state.pins) == 0
     with pytest.raises(exceptions.CommandError):
         commands.evict_command("nope")
     with pytest.raises(exceptions.CommandError):
@@ -248,10 +202,10 @@ def test_ledger_counts_requests_by_affinity(addon_ctx):
     addon, _, _ = addon_ctx
     for _ in range(3):
         f = flow(body={"input": "x"}, headers=[("session-id", "s")])
-        addon.request(f)
+        addon.route.request(f)
     alias = f.metadata["stickyroute"]["account"]
-    assert addon.ledger[alias].requests == 3
-    assert addon.ledger[alias].affinity == {"new": 1, "hit": 2}
+    assert addon.state.ledger[alias].requests == 3
+    assert addon.state.ledger[alias].affinity == {"new": 1, "hit": 2}
 
 
 def test_sweep_in_slices_yields_to_the_loop(addon_ctx, monkeypatch):
@@ -262,8 +216,8 @@ def test_sweep_in_slices_yields_to_the_loop(addon_ctx, monkeypatch):
     addon, _, clock = addon_ctx
     monkeypatch.setattr(sweep, "SWEEP_SLICE", 10)
     for i in range(35):
-        addon.pins.put(f"s{i}", "oa", clock.t)
-    addon.pins.put("live", "oa", clock.t + 3000)
+        addon.state.pins.put(f"s{i}", "oa", clock.t)
+    addon.state.pins.put("live", "oa", clock.t + 3000)
     clock.t += 3600
     turns = 0
 
@@ -275,10 +229,10 @@ def test_sweep_in_slices_yields_to_the_loop(addon_ctx, monkeypatch):
 
     async def run() -> int:
         task = asyncio.ensure_future(other_work())
-        gone = await addon.sweep_in_slices()
+        gone = await addon.sweeper.sweep_in_slices()
         task.cancel()
         return gone
 
     assert asyncio.run(run()) == 35
-    assert len(addon.pins) == 1 and turns >= 3  # 4 slices: the loop ran in between
-    assert addon.sweeps.count == 1 and addon.sweeps.removed == 35
+    assert len(addon.state.pins) == 1 and turns >= 3  # 4 slices: the loop ran in between
+    assert addon.state.sweeps.count == 1 and addon.state.sweeps.removed == 35

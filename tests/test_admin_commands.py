@@ -4,7 +4,6 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
-from stickyroute.addons.commands import StickyCommands
 from stickyroute.admin import views
 from stickyroute.config.settings import parse_address
 from tests import test_adminapi
@@ -15,7 +14,7 @@ pin = test_adminapi.pin
 
 def test_commands(env):
     sticky, admin, _, clock = env
-    commands = StickyCommands(sticky)
+    commands = sticky.commands
     pin(sticky, "conv-1")
     clock.t += 3
     [line] = commands.sessions_command()
@@ -27,7 +26,7 @@ def test_commands(env):
     admin.enable_command("oa")
     assert commands.accounts_command()[0].startswith("oa openai healthy")
     commands.evict_command("conv-1")
-    assert len(sticky.pins) == 0
+    assert len(sticky.state.pins) == 0
     with pytest.raises(exceptions.CommandError):
         admin.disable_command("nope")
     assert admin.admin_command() == ["the admin API is off (set sticky_admin=HOST:PORT)"]
@@ -36,7 +35,7 @@ def test_commands(env):
 def test_token_sources(env, monkeypatch):
     sticky, admin, _, _ = env
     assert admin.token_source == "sticky_admin_token"
-    with taddons.context(sticky, admin) as tctx:
+    with taddons.context(*sticky) as tctx:
         monkeypatch.setenv("STICKY_ADMIN_TOKEN", "from-env")
         tctx.configure(admin, sticky_admin_token="")
         assert admin.token_source == "STICKY_ADMIN_TOKEN"
@@ -66,21 +65,21 @@ def test_parse_address_rejects(spec):
 
 def test_bad_admin_option_is_an_options_error(env):
     sticky, admin, _, _ = env
-    with taddons.context(sticky, admin) as tctx:
+    with taddons.context(*sticky) as tctx:
         with pytest.raises(exceptions.OptionsError, match="sticky_admin"):
-            tctx.configure(sticky, sticky_admin="nonsense")
+            tctx.configure(sticky.options, sticky_admin="nonsense")
 
 
 def test_find_sessions_prefers_exact_key(env):
     sticky, _, _, _ = env
     for value in ("abcdefgh", "zzabcdefgh", "xx12345678", "yy12345678"):
         pin(sticky, value)
-    key = next(p.session for p in sticky.pins if p.session.endswith("/abcdefgh"))
-    assert [p.session for p in views.find_sessions(sticky, key)] == [key]
-    assert [p.session for p in views.find_sessions(sticky, "abcdefgh")] == [key]
-    assert len(views.find_sessions(sticky, "12345678")) == 2  # the short form: both
-    assert views.find_sessions(sticky, "2345678") == []
-    assert views.find_sessions(sticky, "gh") == []
+    key = next(p.session for p in sticky.state.pins if p.session.endswith("/abcdefgh"))
+    assert [p.session for p in views.find_sessions(sticky.state, key)] == [key]
+    assert [p.session for p in views.find_sessions(sticky.state, "abcdefgh")] == [key]
+    assert len(views.find_sessions(sticky.state, "12345678")) == 2  # the short form: both
+    assert views.find_sessions(sticky.state, "2345678") == []
+    assert views.find_sessions(sticky.state, "gh") == []
 
 
 def test_server_serves_keeps_alive_and_moves_when_the_option_changes(env):
@@ -102,8 +101,8 @@ def test_server_serves_keeps_alive_and_moves_when_the_option_changes(env):
         return answers
 
     async def scenario() -> None:
-        with taddons.context(sticky, admin) as tctx:
-            tctx.configure(sticky, sticky_admin="127.0.0.1:0",
+        with taddons.context(*sticky) as tctx:
+            tctx.configure(sticky.options, sticky_admin="127.0.0.1:0",
                            sticky_admin_token="admin-token-123")
             await admin.running()
             first = admin.url
@@ -111,10 +110,10 @@ def test_server_serves_keeps_alive_and_moves_when_the_option_changes(env):
             got, head = await get_twice(first)
             assert got.startswith(b"HTTP/1.1 200") and b'"sessions"' in got
             assert head.startswith(b"HTTP/1.1 200")  # same connection: kept alive
-            tctx.configure(sticky, sticky_admin="")
+            tctx.configure(sticky.options, sticky_admin="")
             await admin._restart
             assert admin.url is None
-            tctx.configure(sticky, sticky_admin="127.0.0.1:0")
+            tctx.configure(sticky.options, sticky_admin="127.0.0.1:0")
             await admin._restart
             assert admin.url is not None
             await admin.done()

@@ -4,13 +4,11 @@ import json
 from urllib.parse import quote
 
 import pytest
-from mitmproxy.test import taddons
 
-from stickyroute.addons.admin import StickyAdmin
-from stickyroute.addons.route import StickyRoute
 from stickyroute.admin.api import AdminApi
 from stickyroute.admin.metrics import registry_for, render
-from tests.test_addon import ACCOUNTS, Clock, flow
+from stickyroute.core.health import HealthView, State
+from tests.helpers import ACCOUNTS, Clock, configured, flow
 
 TOKEN = "admin-token-123"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -22,11 +20,9 @@ def env(tmp_path):
     p = tmp_path / "accounts.yaml"
     p.write_text(ACCOUNTS)
     clock = Clock()
-    sticky = StickyRoute(clock=clock)
-    admin = StickyAdmin(sticky)
-    with taddons.context(sticky, admin) as tctx:
-        tctx.configure(sticky, sticky_accounts=str(p), sticky_admin_token=TOKEN)
-        api = AdminApi(sticky, TOKEN, lambda: b"<html>page</html>", admin.metrics)
+    with configured(p, clock, sticky_admin_token=TOKEN) as (sticky, _):
+        admin = sticky.admin
+        api = AdminApi(sticky.state, TOKEN, lambda: b"<html>page</html>", admin.metrics)
         yield sticky, admin, api, clock
 
 
@@ -39,7 +35,7 @@ def call(api, method, target, body=b"", headers=AUTH):
 def pin(sticky, session, host="api.openai.com"):
     f = flow(host=host, path="/v1/responses" if "openai" in host else "/v1/messages",
              body={"model": "m", "input": "x"}, headers=[("session-id", session)])
-    sticky.request(f)
+    sticky.route.request(f)
     return f.metadata["stickyroute"]
 
 
@@ -59,7 +55,7 @@ def test_without_the_token_nothing_but_401(env, headers, method, target):
     assert reply.status == 401
     assert ("www-authenticate", 'Bearer realm="sticky"') in reply.headers
     assert set(data) == {"error"} and b"oa" not in reply.body and b"conv" not in reply.body
-    assert not sticky.health.export_state()  # no account left rotation
+    assert not sticky.state.health.export_state()  # no account left rotation
 
 
 def test_dashboard_page_needs_no_token_and_holds_no_data(env):
@@ -106,7 +102,7 @@ def test_sessions_paging_and_filter(env):
     assert page["sessions"][0]["idle"] == 2
     alias = page["sessions"][0]["alias"]
     _, only = call(api, "GET", f"/api/sessions?account={alias}")
-    assert only["total"] == sticky.pins.sessions_per_alias()[alias]
+    assert only["total"] == sticky.state.pins.sessions_per_alias()[alias]
     assert all(s["alias"] == alias for s in only["sessions"])
 
 
@@ -133,12 +129,12 @@ def test_wrong_method_is_405_with_allow(env):
 def test_evict_one_session_by_any_form(env, form):
     sticky, _, api, _ = env
     pin(sticky, "conversation-0001")
-    key = next(iter(sticky.pins)).session
+    key = next(iter(sticky.state.pins)).session
     ident = {"full": key, "encoded": quote(key, safe=""), "value": "conversation-0001",
              "short": "ion-0001"}[form]
     reply, data = call(api, "DELETE", f"/api/sessions/{ident}")
     assert reply.status == 200 and data == {"evicted": [key]}
-    assert len(sticky.pins) == 0
+    assert len(sticky.state.pins) == 0
     reply, _ = call(api, "DELETE", f"/api/sessions/{ident}")
     assert reply.status == 404
 
@@ -156,7 +152,7 @@ def test_evict_account(env):
         pin(sticky, f"conv-{i}")
     reply, data = call(api, "DELETE", "/api/accounts/oa/sessions")
     assert reply.status == 200 and data["alias"] == "oa"
-    assert "oa" not in sticky.pins.sessions_per_alias() and data["evicted"] >= 1
+    assert "oa" not in sticky.state.pins.sessions_per_alias() and data["evicted"] >= 1
     assert call(api, "DELETE", "/api/accounts/nope/sessions")[0].status == 404
 
 
@@ -183,7 +179,7 @@ def test_disabling_the_only_account_answers_503(env):
     sticky, _, api, _ = env
     call(api, "POST", "/api/accounts/an/disable")
     f = flow(host="api.anthropic.com", path="/v1/messages", body={"model": "m"})
-    sticky.request(f)
+    sticky.route.request(f)
     assert f.response is not None and f.response.status_code == 503
 
 
@@ -192,7 +188,7 @@ def test_disabling_the_only_account_answers_503(env):
 def test_disable_rejects_bad_bodies(env, body):
     sticky, _, api, _ = env
     assert call(api, "POST", "/api/accounts/oa/disable", body)[0].status == 400
-    assert not sticky.health.export_state()  # no account left rotation
+    assert not sticky.state.health.export_state()  # no account left rotation
 
 
 def test_disable_and_enable_go_through_health(env):
@@ -203,20 +199,21 @@ def test_disable_and_enable_go_through_health(env):
             self.calls = []
 
         def describe(self, alias, now):
-            return {"state": "cooling", "reason": "429", "until": now + 30}
+            return HealthView(State.COOLING, "429", now + 30)
 
         def disable(self, alias, reason, now):
             self.calls.append(("disable", alias, reason))
 
         def enable(self, alias, now):
             self.calls.append(("enable", alias))
+            return True
 
-    sticky.health = Health()
+    sticky.state.health = Health()
     _, view = call(api, "POST", "/api/accounts/oa/disable", b'{"reason": "r"}')
     call(api, "POST", "/api/accounts/oa/enable")
-    assert sticky.health.calls == [("disable", "oa", "r"), ("enable", "oa")]
+    assert sticky.state.health.calls == [("disable", "oa", "r"), ("enable", "oa")]
     assert view["health"]["state"] == "cooling" and view["cooldown_left"] == 30
-    text = render(registry_for(sticky))[0].decode()
+    text = render(registry_for(sticky.state))[0].decode()
     assert 'stickyroute_cooldown_seconds{account="oa"} 30.0' in text
 
 
@@ -224,9 +221,9 @@ def test_metrics(env):
     sticky, _, api, clock = env
     a = pin(sticky, "conv-1")["account"]
     pin(sticky, "conv-1")
-    sticky.ledger[a].tokens_in, sticky.ledger[a].tokens_cached = 100, 80
+    sticky.state.ledger[a].tokens_in, sticky.state.ledger[a].tokens_cached = 100, 80
     clock.t += 10_000
-    sticky.sweep()
+    sticky.sweeper.sweep()
     reply, text = call(api, "GET", "/metrics")
     assert reply.status == 200 and reply.content_type.startswith("text/plain; version=0.0.4")
     text = text.decode()
@@ -250,7 +247,7 @@ def test_no_credential_in_any_answer(env):
         ("GET", "/api/accounts/cg"), ("GET", "/metrics"), ("POST", "/api/accounts/oa/disable"),
         ("POST", "/api/accounts/oa/enable"))]
     assert all(r.status == 200 for r in answers)
-    secrets = sticky.accounts.secrets()
+    secrets = sticky.state.accounts.secrets()
     assert set(SECRETS) <= set(secrets)
     for reply in answers:
         for secret in secrets:
@@ -272,11 +269,11 @@ def test_state_shows_shared_counts_and_evictions_reach_the_store(env):
         def changed(self, pin, how):
             seen.append((pin.session.rsplit("/", 1)[-1], how))
 
-    sticky.store = SharedStore()
+    sticky.state.store = SharedStore()
     pin(sticky, "conv-1")
     pin(sticky, "conv-2")
     assert call(api, "GET", "/api/state")[1]["sessions"]["shared"] == {"oa": 7, "ob": 3}
     call(api, "DELETE", "/api/sessions/conv-1")
-    alias = next(iter(sticky.pins)).alias
+    alias = next(iter(sticky.state.pins)).alias
     call(api, "DELETE", f"/api/accounts/{alias}/sessions")
     assert [x for x in seen if x[1] == "removed"] == [("conv-1", "removed"), ("conv-2", "removed")]

@@ -1,8 +1,9 @@
 import pytest
 
+from stickyroute.config.prices import parse_prices
 from stickyroute.core.chains import ChainMap
 from stickyroute.core.observe import Usage
-from stickyroute.core.prices import PriceTable, parse_prices
+from stickyroute.core.prices import PriceTable
 
 
 def test_chain_learn_find_and_ttl():
@@ -55,8 +56,8 @@ def test_unknown_model_costs_nothing_and_says_so():
 
 
 def test_overrides():
-    table = parse_prices({"gpt-5": {"input": 2, "output": 20}, "my-model": {
-        "input": 1, "cached_input": 0.5, "output": 3}})
+    table = PriceTable(parse_prices({"gpt-5": {"input": 2, "output": 20}, "my-model": {
+        "input": 1, "cached_input": 0.5, "output": 3}}))
     assert table.cost("gpt-5", Usage(1_000_000, 0, 0)) == (2_000_000, True)
     assert table.cost("gpt-5", Usage(1_000_000, 1_000_000, 0)) == (2_000_000, True)
     assert table.cost("my-model-v2", Usage(0, 0, 1_000_000)) == (3_000_000, True)

@@ -6,7 +6,6 @@ import pytest
 from stickyroute.core.choose import Chooser, decide
 from stickyroute.core.errors import NoAccount
 from stickyroute.core.identify import SessionId
-from stickyroute.core.pins import PinTable
 
 
 @dataclass(frozen=True)
@@ -57,33 +56,35 @@ def sid(v: str, hard: bool = False) -> SessionId:
 
 
 def test_decide_new_hit_unpinned():
-    t, ch = PinTable(), Chooser()
-    d1 = decide(t, ch, "openai", [A, B], sid("s"), 0)
-    d2 = decide(t, ch, "openai", [A, B], sid("s"), 1)
-    assert d1.affinity == "new" and d2.affinity == "hit" and d1.account == d2.account
-    assert decide(t, ch, "openai", [A, B], None, 1).affinity == "unpinned"
-    assert len(t) == 1
+    ch = Chooser()
+    d1 = decide(ch, "openai", sid("s"), None, [A, B], {})
+    assert d1.affinity == "new"
+    d2 = decide(ch, "openai", sid("s"), d1.account.alias, [A, B], {})
+    assert d2.affinity == "hit" and d1.account == d2.account
+    assert decide(ch, "openai", None, None, [A, B], {}).affinity == "unpinned"
 
 
 def test_decide_moves_soft_pin_or_fails():
-    t, ch = PinTable(), Chooser("fill-first")
-    decide(t, ch, "openai", [A, B], sid("s"), 0)
+    ch = Chooser("fill-first")
     with pytest.raises(NoAccount, match="pinned to account 'a'.*sticky_fallback=fail"):
-        decide(t, ch, "openai", [B], sid("s"), 1, fallback="fail")
-    d = decide(t, ch, "openai", [B], sid("s"), 2, fallback="rotate")
+        decide(ch, "openai", sid("s"), "a", [B], {}, fallback="fail")
+    d = decide(ch, "openai", sid("s"), "a", [B], {}, fallback="rotate")
     assert d.affinity == "moved" and d.moved_from == "a" and d.account == B
-    assert t.get(sid("s").key, 2).alias == "b"
 
 
 def test_decide_hard_pin_never_moves():
-    t, ch = PinTable(), Chooser("fill-first")
-    decide(t, ch, "openai", [A, B], sid("s"), 0)
     with pytest.raises(NoAccount, match="cannot move") as e:
-        decide(t, ch, "openai", [B], sid("s", hard=True), 1)
+        decide(Chooser("fill-first"), "openai", sid("s", hard=True), "a", [B], {})
     assert e.value.status == 503
 
 
 def test_decide_without_candidates():
     with pytest.raises(NoAccount) as e:
-        decide(PinTable(), Chooser(), "anthropic", [], sid("s"), 0)
+        decide(Chooser(), "anthropic", sid("s"), None, [], {})
     assert b'"type": "error"' in e.value.body()
+
+
+def test_decide_prefers_new_candidates_for_new_sessions_only():
+    ch = Chooser("fill-first")
+    assert decide(ch, "openai", sid("s"), None, [A, B], {}, new_candidates=[B]).account == B
+    assert decide(ch, "openai", sid("s"), "a", [A, B], {}, new_candidates=[B]).account == A

@@ -8,13 +8,10 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow, tutils
 
-from stickyroute.addons import route as addon_module
-from stickyroute.addons.commands import StickyCommands
-from stickyroute.addons.failover import Failover
-from stickyroute.addons.route import StickyRoute
+from stickyroute.core import plan as plan_module
 from stickyroute.core.identify import SessionId
 from stickyroute.core.outcome import Kind, Outcome
-from tests.test_addon import Clock, flow
+from tests.helpers import Clock, addons, flow
 
 ACCOUNTS = """\
 accounts:
@@ -30,8 +27,7 @@ def env(tmp_path):
     path = tmp_path / "accounts.yaml"
     path.write_text(ACCOUNTS)
     clock = Clock()
-    clock.t = 1_000.0
-    route = StickyRoute(clock=clock)
+    route = addons(clock)
     answers: list[tuple[int, dict]] = []  # what the fake upstream answers, in order
     replayed: list[http.HTTPFlow] = []
 
@@ -39,7 +35,7 @@ def env(tmp_path):
         """What ReplayHandler does, minus the network: the whole chain, then an answer."""
         replayed.append(f)
         f.live = True
-        route.request(f)
+        route.route.request(f)
         if f.response is None:
             status, headers = answers.pop(0) if answers else (200, {})
             f.response = tutils.tresp(status_code=status, content=b'{"ok":1}')
@@ -47,9 +43,10 @@ def env(tmp_path):
             fo.responseheaders(f)
         await fo.response(f)
 
-    fo = Failover(route, replay=replay)
-    with taddons.context(route, fo) as tctx:
-        tctx.configure(route, sticky_accounts=str(path))
+    fo = route.failover
+    fo.replay = replay
+    with taddons.context(*route) as tctx:
+        tctx.configure(route.options, sticky_accounts=str(path))
         yield route, fo, clock, answers, replayed, tctx
 
 
@@ -65,23 +62,23 @@ def answer(fo, f, status, headers=None, body=b'{"error":{"type":"x"}}', ctype="a
 def routed(route, session="s1", **kw):
     f = flow(body={"model": "gpt-5", "input": "hi"}, headers=[("session-id", session)], **kw)
     f.live = True
-    route.request(f)
+    route.route.request(f)
     return f
 
 
 def test_unhealthy_accounts_get_no_traffic(env):
     route, *_ = env
-    route.health.record("oa", RATE_LIMITED, route.clock())
+    route.state.health.record("oa", RATE_LIMITED, route.state.clock())
     assert {routed(route, f"s{i}").metadata["stickyroute"]["account"] for i in range(4)} == {"ob"}
-    line = StickyCommands(route).accounts_command()[0]
+    line = route.commands.accounts_command()[0]
     assert line.startswith("oa openai cooling (rate limited (429)) 30s left")
 
 
 def test_every_account_cooling_answers_429_with_retry_after(env):
     route, *_ = env
-    now = route.clock()
-    route.health.record("oa", RATE_LIMITED, now)
-    route.health.record("ob", Outcome(Kind.OVERLOADED, "upstream error (529)"), now)
+    now = route.state.clock()
+    route.state.health.record("oa", RATE_LIMITED, now)
+    route.state.health.record("ob", Outcome(Kind.OVERLOADED, "upstream error (529)"), now)
     f = routed(route)
     assert f.response.status_code == 429 and f.response.headers["retry-after"] == "2"
     err = json.loads(f.response.content)["error"]
@@ -93,7 +90,7 @@ def test_every_account_cooling_answers_429_with_retry_after(env):
 def test_all_disabled_answers_503(env):
     route, *_ = env
     for a in ("oa", "ob"):
-        route.health.disable(a, "operator", route.clock())
+        route.state.health.disable(a, "operator", route.state.clock())
     f = routed(route)
     assert f.response.status_code == 503 and "retry-after" not in f.response.headers
     assert "oa disabled (operator)" in f.response.text
@@ -103,12 +100,12 @@ def test_hard_pin_never_moves_and_says_why(env, monkeypatch):
     route, *_ = env
     f1 = routed(route)
     home = f1.metadata["stickyroute"]["account"]
-    route.health.record(home, RATE_LIMITED, route.clock())
-    hard = SessionId(route.pins.__iter__().__next__().session, "chain", hard=True)
-    monkeypatch.setattr(addon_module, "identify", lambda *a, **k: hard)
+    route.state.health.record(home, RATE_LIMITED, route.state.clock())
+    hard = SessionId(route.state.pins.__iter__().__next__().session, "chain", hard=True)
+    monkeypatch.setattr(plan_module, "identify", lambda *a, **k: hard)
     f2 = flow(body={"model": "gpt-5", "input": "x", "previous_response_id": "resp_1"})
     f2.live = True
-    route.request(f2)
+    route.route.request(f2)
     assert f2.response.status_code == 429 and f2.response.headers["retry-after"] == "30"
     assert f"{home!r}, which is unavailable; it cannot move: {home} cooling" in f2.response.text
 
@@ -117,27 +114,27 @@ def test_hard_pin_with_only_encrypted_reasoning_moves_and_drops_it(env, monkeypa
     route, *_ = env
     f1 = routed(route)
     home = f1.metadata["stickyroute"]["account"]
-    route.health.record(home, RATE_LIMITED, route.clock())
-    hard = SessionId(next(iter(route.pins)).session, "chain", hard=True)
-    monkeypatch.setattr(addon_module, "identify", lambda *a, **k: hard)
+    route.state.health.record(home, RATE_LIMITED, route.state.clock())
+    hard = SessionId(next(iter(route.state.pins)).session, "chain", hard=True)
+    monkeypatch.setattr(plan_module, "identify", lambda *a, **k: hard)
     history = [{"role": "user", "content": "hi"},
                {"type": "reasoning", "id": "rs_1", "encrypted_content": "sealed-by-home",
                 "summary": []},
                {"role": "user", "content": "more"}]
     f2 = flow(body={"model": "gpt-5", "input": history, "store": False})
     f2.live = True
-    route.request(f2)
+    route.route.request(f2)
     meta = f2.metadata["stickyroute"]
     assert meta["affinity"] == "moved" and meta["moved_from"] == home
     assert meta["dropped_reasoning"] == 1 and "dropped 1 encrypted reasoning" in f2.comment
     sent = json.loads(f2.request.content)
     assert [i.get("type") for i in sent["input"]] == [None, None]
     # The next turn still carries home's item (and a new one): only home's is dropped again.
-    route.health.enable(home, route.clock())
+    route.state.health.enable(home, route.state.clock())
     history += [{"type": "reasoning", "id": "rs_2", "encrypted_content": "new-home"}]
     f3 = flow(body={"model": "gpt-5", "input": history, "store": False})
     f3.live = True
-    route.request(f3)
+    route.route.request(f3)
     assert f3.metadata["stickyroute"]["affinity"] == "hit"
     assert [i.get("id") for i in json.loads(f3.request.content)["input"]] == [None, None, "rs_2"]
 
@@ -145,7 +142,7 @@ def test_hard_pin_with_only_encrypted_reasoning_moves_and_drops_it(env, monkeypa
 def test_inflight_goes_up_once_and_down_once(env):
     route, fo, *_ = env
     f1, f2, f3 = routed(route, "a"), routed(route, "b"), routed(route, "c")
-    total = lambda: sum(route.ledger[a].inflight for a in ("oa", "ob"))  # noqa: E731
+    total = lambda: sum(route.state.ledger[a].inflight for a in ("oa", "ob"))  # noqa: E731
     assert total() == 3
     answer(fo, f1, 200)
     f2.error = tflow.terr()  # e.g. the client disconnected mid-stream
@@ -156,17 +153,17 @@ def test_inflight_goes_up_once_and_down_once(env):
     f3.error = tflow.terr()
     f3.error.msg = "Server disconnected."
     fo.error(f3)
-    assert total() == 0 and len(route.client_requests) == 0
+    assert total() == 0 and len(route.failover.kept) == 0
     acct3 = f3.metadata["stickyroute"]["account"]
-    assert route.health.describe(acct3, route.clock())["state"] == "cooling"
+    assert route.state.health.describe(acct3, route.state.clock()).state == "cooling"
     acct2 = f2.metadata["stickyroute"]["account"]
     if acct2 != acct3:
-        assert route.health.available(acct2, route.clock())  # the client's fault, not theirs
+        assert route.state.health.available(acct2, route.state.clock())  # the client's fault, not theirs
 
 
 def test_least_inflight_strategy_uses_the_counts(env):
     route, _, _, _, _, tctx = env
-    tctx.configure(route, sticky_strategy="least-inflight")
+    tctx.configure(route.options, sticky_strategy="least-inflight")
     busy = routed(route, "x").metadata["stickyroute"]["account"]
     assert {routed(route, f"y{i}").metadata["stickyroute"]["account"] for i in range(1)} == (
         {"oa", "ob"} - {busy})
@@ -178,7 +175,7 @@ def test_new_sessions_avoid_an_account_near_its_limit(env):
     full = f.metadata["stickyroute"]["account"]
     answer(fo, f, 200, {"x-ratelimit-remaining-requests": "1",
                         "x-ratelimit-limit-requests": "100"})
-    assert route.health.describe(full, route.clock())["state"] == "healthy"
+    assert route.state.health.describe(full, route.state.clock()).state == "healthy"
     assert {routed(route, f"n{i}").metadata["stickyroute"]["account"] for i in range(4)} == (
         {"oa", "ob"} - {full})
     assert routed(route, "first").metadata["stickyroute"]["account"] == full  # pinned stays
@@ -213,9 +210,9 @@ def test_transparent_retry_on_another_account(env, status):
     assert f.metadata["stickyroute"]["retried"]["served_by"] == other
     assert "retried: " in f.comment
     assert routed(route).metadata["stickyroute"]["account"] == other  # re-pinned
-    state = route.health.describe(first, clock())["state"]
+    state = route.state.health.describe(first, clock()).state
     assert state == ("disabled" if status in (401, 403) else "cooling")
-    assert sum(route.ledger[a].inflight for a in ("oa", "ob")) == 1  # only the last probe
+    assert sum(route.state.ledger[a].inflight for a in ("oa", "ob")) == 1  # only the last probe
 
 
 def test_retry_gives_up_with_a_clear_error_when_everything_fails(env):
@@ -239,24 +236,24 @@ def test_no_retry_for_success_or_the_clients_own_errors(env, status):
 
 def test_no_retry_for_hard_pins(env, monkeypatch):
     route, fo, _, _, replayed, _ = env
-    monkeypatch.setattr(addon_module, "identify",
+    monkeypatch.setattr(plan_module, "identify",
                         lambda *a, **k: SessionId("openai/x/h", "chain", hard=True))
     f = flow(body={"model": "gpt-5", "input": "x", "previous_response_id": "resp_1"})
     f.live = True
-    route.request(f)
+    route.route.request(f)
     answer(fo, f, 429, {"retry-after": "5"})
     assert replayed == [] and f.response.status_code == 429
 
 
 def test_accounts_file_change_enables_a_revoked_account(env, tmp_path):
     route, *_ = env
-    route.health.record("oa", Outcome(Kind.REVOKED, "credential rejected (401)"), route.clock())
-    route.health.record("ob", Outcome(Kind.REVOKED, "credential rejected (401)"), route.clock())
+    route.state.health.record("oa", Outcome(Kind.REVOKED, "credential rejected (401)"), route.state.clock())
+    route.state.health.record("ob", Outcome(Kind.REVOKED, "credential rejected (401)"), route.state.clock())
     (tmp_path / "accounts.yaml").write_text(ACCOUNTS.replace("sk-acct-oa", "sk-acct-oa2")
                                             + "  - {alias: new, provider: openai, api_key: k}\n")
-    assert route.reload_accounts_if_changed()
-    assert route.health.available("oa", route.clock())
-    assert not route.health.available("ob", route.clock())  # its entry did not change
+    assert route.options.reload_accounts_if_changed()
+    assert route.state.health.available("oa", route.state.clock())
+    assert not route.state.health.available("ob", route.state.clock())  # its entry did not change
 
 
 def test_hard_pin_held_only_by_encrypted_reasoning_is_retried_elsewhere(env, monkeypatch):
@@ -264,14 +261,14 @@ def test_hard_pin_held_only_by_encrypted_reasoning_is_retried_elsewhere(env, mon
     route, fo, _, _, replayed, _ = env
     first = routed(route)
     home = first.metadata["stickyroute"]["account"]
-    hard = SessionId(next(iter(route.pins)).session, "chain:reasoning", hard=True)
-    monkeypatch.setattr(addon_module, "identify", lambda *a, **k: hard)
+    hard = SessionId(next(iter(route.state.pins)).session, "chain:reasoning", hard=True)
+    monkeypatch.setattr(plan_module, "identify", lambda *a, **k: hard)
     history = [{"role": "user", "content": "hi"},
                {"type": "reasoning", "id": "rs_1", "encrypted_content": "sealed-by-home"},
                {"role": "user", "content": "more"}]
     f = flow(body={"model": "gpt-5", "input": history, "store": False})
     f.live = True
-    route.request(f)
+    route.route.request(f)
     assert f.metadata["stickyroute"]["hard"] and f.metadata["stickyroute"]["account"] == home
     answer(fo, f, 429, {"retry-after": "20"})
     (retry,) = replayed
@@ -282,6 +279,6 @@ def test_hard_pin_held_only_by_encrypted_reasoning_is_retried_elsewhere(env, mon
 
 def test_operator_enable_takes_new_sessions_at_once(env):
     route, *_ = env
-    route.health.disable("oa", "by hand", route.clock())
-    route.health.enable("oa", route.clock())
-    assert route.health.takes_new("oa", route.clock())
+    route.state.health.disable("oa", "by hand", route.state.clock())
+    route.state.health.enable("oa", route.state.clock())
+    assert route.state.health.takes_new("oa", route.state.clock())

@@ -7,10 +7,11 @@ import time
 
 import pytest
 
+from stickyroute.config.settings import parse_store
 from stickyroute.core.ledger import Ledger
-from stickyroute.core.pins import PinTable
-from stickyroute.stores import snapshot
-from stickyroute.stores.base import Local, MemoryStore, make_store, store_target
+from stickyroute.core.pins import Pin, PinTable
+from stickyroute.stores import make_store, snapshot
+from stickyroute.stores.base import Local, MemoryStore
 from stickyroute.stores.file import FileStore, write_atomic
 from stickyroute.stores.snapshot import LedgerSection
 
@@ -71,7 +72,7 @@ def test_file_is_private_and_written_atomically(tmp_path):
 
 
 def valid_bytes():
-    return "".join(snapshot.encode([["k", "oa", 1.0, 1.0, 0, 0, 0, 0, 0, 0]], {}, 2.0)).encode()
+    return "".join(snapshot.encode([Pin("k", "oa", 1.0, 1.0)], {}, 2.0)).encode()
 
 
 @pytest.mark.parametrize("content, reason", [
@@ -213,12 +214,14 @@ def test_write_atomic_replaces_whole_file(tmp_path):
     ("redis://127.0.0.1:6379/0", "redis", "redis://127.0.0.1:6379/0"),
 ])
 def test_store_target(spec, kind, target):
-    assert store_target(spec, "/conf") == (kind, target)
+    store = parse_store(spec)
+    assert store.kind == kind
+    assert (store.path_in("/conf") if kind == "file" else store.target) == target
 
 
 def test_default_store_lives_in_confdir(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
-    store = make_store("", "~/.mitmproxy", "p:")
+    store = make_store(parse_store(""), "~/.mitmproxy", "p:", 0.1)
     assert isinstance(store, FileStore)
     assert store.path == str(tmp_path / ".mitmproxy" / "stickyroute-state.json")
-    assert isinstance(make_store("memory", "~", "p:"), MemoryStore)
+    assert isinstance(make_store(parse_store("memory"), "~", "p:", 0.1), MemoryStore)

@@ -8,9 +8,7 @@ import pytest
 from mitmproxy import http, websocket
 from mitmproxy.test import taddons
 
-from stickyroute.addons.follow import Follow
-from stickyroute.addons.route import StickyRoute
-from tests.test_addon import ACCOUNTS, Clock, flow
+from tests.helpers import ACCOUNTS, Clock, addons, configured, flow
 from tests.test_observe import ANTHROPIC_STREAM, RESPONSES_STREAM
 
 
@@ -19,11 +17,8 @@ def ctx(tmp_path):
     p = tmp_path / "accounts.yaml"
     p.write_text(ACCOUNTS + "prices:\n  gpt-fake: {input: 1, output: 2}\n")
     clock = Clock()
-    route = StickyRoute(clock=clock)
-    follow = Follow(route)
-    with taddons.context(route, follow) as tctx:
-        tctx.configure(route, sticky_accounts=str(p))
-        yield route, follow, clock
+    with configured(p, clock) as (route, _):
+        yield route, route.follow, clock
 
 
 def respond(f, follow, body, status=200, sse=False, chunks=7, encoding=None):
@@ -55,16 +50,16 @@ def test_streamed_usage_goes_to_ledger_pin_log_and_comment(ctx, caplog):
     caplog.set_level(logging.INFO, "stickyroute")
     f = flow(body={"model": "gpt-5", "input": "hi", "stream": True},
              headers=[("session-id", "s1")])
-    route.request(f)
+    route.route.request(f)
     assert not any("responses ->" in r.message for r in caplog.records)  # logged at the end
     meta = respond(f, follow, RESPONSES_STREAM, sse=True)
     alias = meta["account"]
     assert (meta["tokens_in"], meta["tokens_out"], meta["tokens_cached"]) == (2000, 40, 1536)
-    stats = route.ledger[alias]
+    stats = route.state.ledger[alias]
     assert (stats.tokens_in, stats.tokens_out, stats.tokens_cached) == (2000, 40, 1536)
     # gpt-5: 464 * 1.25 + 1536 * 0.125 + 40 * 10 = 580 + 192 + 400 micro-USD
     assert stats.cost_micros == 1172
-    pin = next(iter(route.pins))
+    pin = next(iter(route.state.pins))
     assert (pin.tokens_in, pin.cost_micros) == (2000, 1172)
     assert "in 2000 / out 40 / cached 1536 (77%) | $0.0012" in f.comment
     assert any(f.comment in r.message for r in caplog.records)
@@ -73,7 +68,7 @@ def test_streamed_usage_goes_to_ledger_pin_log_and_comment(ctx, caplog):
 def test_gzip_stream_is_decoded_incrementally(ctx):
     route, follow, _ = ctx
     f = flow(body={"model": "gpt-5", "input": "hi", "stream": True})
-    route.request(f)
+    route.route.request(f)
     meta = respond(f, follow, RESPONSES_STREAM, sse=True, encoding="gzip")
     assert meta["tokens_in"] == 2000 and meta["response_id"] == "resp_1"
 
@@ -82,7 +77,7 @@ def test_undecodable_stream_passes_unobserved_and_says_so_once(ctx, caplog):
     route, follow, _ = ctx
     for _ in range(2):
         f = flow(body={"model": "gpt-5", "input": "hi", "stream": True})
-        route.request(f)
+        route.route.request(f)
         respond(f, follow, RESPONSES_STREAM, sse=True, encoding="compress")
         assert f.metadata["stickyroute"]["tokens_in"] is None
     assert sum("cannot decode 'compress'" in r.message for r in caplog.records) == 1
@@ -92,7 +87,7 @@ def test_anthropic_stream(ctx):
     route, follow, _ = ctx
     f = flow(host="api.anthropic.com", path="/v1/messages",
              body={"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "x"}]})
-    route.request(f)
+    route.route.request(f)
     meta = respond(f, follow, ANTHROPIC_STREAM, sse=True)
     assert (meta["tokens_in"], meta["tokens_cached"], meta["tokens_out"]) == (3210, 3000, 77)
 
@@ -100,37 +95,37 @@ def test_anthropic_stream(ctx):
 def test_chain_without_any_session_hint_is_hard_and_sticks(ctx):
     route, follow, clock = ctx
     f1 = flow(body={"model": "gpt-fake", "input": [{"role": "user", "content": "start"}]})
-    route.request(f1)
+    route.route.request(f1)
     alias = f1.metadata["stickyroute"]["account"]
     respond(f1, follow, resp_body("resp_a", reasoning="rs_a"))
     for i in range(6):  # whatever the strategy would do, the chain decides
         f = flow(body={"model": "gpt-fake", "previous_response_id": "resp_a" if i % 2 else None,
                        "input": [{"type": "reasoning", "id": "rs_a", "encrypted_content": "e"},
                                  {"role": "user", "content": f"turn {i}"}]})
-        route.request(f)
+        route.route.request(f)
         meta = f.metadata["stickyroute"]
         assert meta["account"] == alias and meta["hard"]
         assert meta["session_source"].startswith("chain:") and meta["affinity"] == "hit"
     # A pin evicted meanwhile is put back where the state is.
-    route.pins.remove(f1.metadata["stickyroute"]["session_key"])
+    route.state.pins.remove(f1.metadata["stickyroute"]["session_key"])
     f = flow(body={"model": "gpt-fake", "previous_response_id": "resp_a", "input": "more"})
-    route.request(f)
+    route.route.request(f)
     assert f.metadata["stickyroute"]["account"] == alias
     # Another client never follows this client's chain.
     g = flow(body={"model": "gpt-fake", "previous_response_id": "resp_a", "input": "more"},
              headers=[("authorization", "Bearer someone-else")])
-    route.request(g)
+    route.route.request(g)
     assert not g.metadata["stickyroute"]["session_source"].startswith("chain:")
 
 
 def test_chain_learned_from_unpinned_request(ctx):
     route, follow, _ = ctx
     f1 = flow(body={"model": "gpt-fake", "input": [{"type": "function_call_output"}]})
-    route.request(f1)
+    route.route.request(f1)
     assert f1.metadata["stickyroute"]["affinity"] == "unpinned"
     respond(f1, follow, resp_body("resp_u"))
     f2 = flow(body={"model": "gpt-fake", "previous_response_id": "resp_u", "input": "x"})
-    route.request(f2)
+    route.route.request(f2)
     meta = f2.metadata["stickyroute"]
     assert meta["account"] == f1.metadata["stickyroute"]["account"] and meta["hard"]
 
@@ -138,11 +133,11 @@ def test_chain_learned_from_unpinned_request(ctx):
 def test_affinity_break_is_counted_and_loud(ctx, caplog):
     route, follow, _ = ctx
     f = flow(body={"model": "gpt-fake", "previous_response_id": "resp_gone", "input": "x"})
-    route.request(f)
+    route.route.request(f)
     meta = respond(f, follow, {"error": {"message": "Previous response with id 'resp_gone' not "
                                          "found.", "code": "previous_response_not_found"}},
                    status=400)
-    assert route.ledger[meta["account"]].affinity_breaks == 1
+    assert route.state.ledger[meta["account"]].affinity_breaks == 1
     assert "AFFINITY BREAK previous_response_not_found" in f.comment
     assert any(r.levelno == logging.WARNING and "AFFINITY BREAK" in r.message
                for r in caplog.records)
@@ -151,17 +146,17 @@ def test_affinity_break_is_counted_and_loud(ctx, caplog):
 def test_unpriced_model_and_chat_json(ctx):
     route, follow, _ = ctx
     f = flow(path="/v1/chat/completions", body={"model": "mystery", "messages": []})
-    route.request(f)
+    route.route.request(f)
     respond(f, follow, {"id": "c", "model": "mystery", "usage": {
         "prompt_tokens": 10, "completion_tokens": 2}})
     assert "unpriced model mystery" in f.comment
-    assert route.ledger[f.metadata["stickyroute"]["account"]].cost_micros == 0
+    assert route.state.ledger[f.metadata["stickyroute"]["account"]].cost_micros == 0
 
 
 def test_price_override_from_accounts_file(ctx):
     route, follow, _ = ctx
     f = flow(body={"model": "gpt-fake", "input": "hi"})
-    route.request(f)
+    route.route.request(f)
     respond(f, follow, resp_body("r1"))
     assert f.metadata["stickyroute"]["cost_micros"] == 1000 + 200
 
@@ -170,27 +165,27 @@ def test_bad_price_table_is_a_bad_accounts_file(tmp_path):
     from mitmproxy import exceptions
     p = tmp_path / "accounts.yaml"
     p.write_text(ACCOUNTS + "prices:\n  gpt-5: {input: 1}\n")
-    route = StickyRoute(clock=Clock())
-    with taddons.context(route) as tctx, pytest.raises(exceptions.OptionsError,
+    route = addons()
+    with taddons.context(*route) as tctx, pytest.raises(exceptions.OptionsError,
                                                        match="input and output are required"):
-        tctx.configure(route, sticky_accounts=str(p))
+        tctx.configure(route.options, sticky_accounts=str(p))
 
 
 def test_garbage_responses_never_raise(ctx):
     route, follow, _ = ctx
     for body in (b"\x00\xff", b"[1]", b"{\"usage\": 5}", b""):
         f = flow(body={"model": "gpt-fake", "input": "hi"})
-        route.request(f)
+        route.route.request(f)
         respond(f, follow, body)
         f = flow(body={"model": "gpt-fake", "input": "hi"})
-        route.request(f)
+        route.route.request(f)
         respond(f, follow, body, sse=True, chunks=1)
 
 
 def ws_flow(route, headers=()):
     f = flow(path="/v1/responses", headers=[("upgrade", "websocket"), *headers])
     f.request.method = "GET"
-    route.request(f)
+    route.route.request(f)
     f.response = http.Response.make(101, b"", {"upgrade": "websocket"})
     f.websocket = websocket.WebSocketData()
     return f
@@ -217,9 +212,9 @@ def test_websocket_frames_injected_and_observed(ctx):
     ws_send(follow, f, {"type": "response.completed", "response": resp_body("resp_w", "rs_w")},
             False)
     assert meta["tokens_in"] == 1000 and meta["response_id"] == "resp_w"
-    assert route.ledger[meta["account"]].tokens_in == 1000
-    link = route.chains.find(f"openai/{meta['client']}", {"previous_response_id": "resp_w"},
-                             route.clock())
+    assert route.state.ledger[meta["account"]].tokens_in == 1000
+    link = route.state.chains.find(f"openai/{meta['client']}", {"previous_response_id": "resp_w"},
+                             route.state.clock())
     assert link and link.alias == meta["account"]
     follow.websocket_end(f)
 
@@ -228,7 +223,7 @@ def test_failed_stream_is_logged_and_forgotten(ctx, caplog):
     from mitmproxy import flow as mflow
     route, follow, _ = ctx
     f = flow(body={"model": "gpt-5", "input": "hi", "stream": True})
-    route.request(f)
+    route.route.request(f)
     f.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
     follow.responseheaders(f)
     f.response.stream(RESPONSES_STREAM[:300])

@@ -14,11 +14,12 @@ import pytest
 import zstandard
 from mitmproxy.test import taddons, tflow, tutils
 
-from stickyroute import make_addons
 from stickyroute.config.accounts import AccountsError, parse_accounts
+from stickyroute.config.accountsfile import loose_permissions
 from stickyroute.config.clients import client_tokens
 from stickyroute.core.bodycap import bounded_decode
-from stickyroute.core.masking import loose_permissions, masked
+from stickyroute.core.masking import masked
+from tests.helpers import addons
 
 ACCOUNTS = """\
 accounts:
@@ -58,7 +59,8 @@ def start(tmp_path, text: str = ACCOUNTS):
     p = tmp_path / "accounts.yaml"
     p.write_text(text)
     p.chmod(0o600)
-    guard, sticky = make_addons()[:2]  # the guard, then routing
+    sticky = addons()
+    guard = sticky.guard
     return guard, sticky, p
 
 
@@ -78,14 +80,14 @@ def flow(host="api.openai.com", path="/v1/responses", body=None, auth="Bearer cl
 def send(guard, sticky, f):
     """The request hooks in make_addons order, then the hooks that follow sending."""
     guard.request(f)
-    sticky.request(f)
+    sticky.route.request(f)
     return f
 
 
 def test_credential_masked_once_response_headers_arrive(tmp_path):
     guard, sticky, p = start(tmp_path)
-    with taddons.context(guard, sticky) as tctx:
-        tctx.configure(sticky, sticky_accounts=str(p))
+    with taddons.context(*sticky) as tctx:
+        tctx.configure(sticky.options, sticky_accounts=str(p))
         f = send(guard, sticky, flow(headers=[("session-id", "s1")]))
         alias = f.metadata["stickyroute"]["account"]
         assert f.request.headers["authorization"] == f"Bearer sk-acct-{alias}"  # goes upstream
@@ -101,8 +103,8 @@ def test_credential_masked_once_response_headers_arrive(tmp_path):
 @pytest.mark.parametrize("hook", ["response", "error", "websocket_start"])
 def test_every_after_sending_hook_masks(tmp_path, hook):
     guard, sticky, p = start(tmp_path)
-    with taddons.context(guard, sticky) as tctx:
-        tctx.configure(sticky, sticky_accounts=str(p))
+    with taddons.context(*sticky) as tctx:
+        tctx.configure(sticky.options, sticky_accounts=str(p))
         f = send(guard, sticky, flow(host="api.anthropic.com", path="/v1/messages",
                                      headers=[("x-api-key", "client")], auth=None))
         getattr(guard, hook)(f)
@@ -111,8 +113,8 @@ def test_every_after_sending_hook_masks(tmp_path, hook):
 
 def test_inflight_flows_masked_at_shutdown(tmp_path):
     guard, sticky, p = start(tmp_path)
-    with taddons.context(guard, sticky) as tctx:
-        tctx.configure(sticky, sticky_accounts=str(p))
+    with taddons.context(*sticky) as tctx:
+        tctx.configure(sticky.options, sticky_accounts=str(p))
         f = send(guard, sticky, flow())
         guard.done()
         assert "[stickyroute:" in f.request.headers["authorization"]
@@ -120,8 +122,8 @@ def test_inflight_flows_masked_at_shutdown(tmp_path):
 
 def test_replay_is_re_signed_and_keeps_its_session(tmp_path):
     guard, sticky, p = start(tmp_path)
-    with taddons.context(guard, sticky) as tctx:
-        tctx.configure(sticky, sticky_accounts=str(p))
+    with taddons.context(*sticky) as tctx:
+        tctx.configure(sticky.options, sticky_accounts=str(p))
         f = send(guard, sticky, flow(body={"model": "m", "input": "derived conversation"}))
         first = dict(f.metadata["stickyroute"])
         guard.response(f)
@@ -136,8 +138,8 @@ def test_replay_is_re_signed_and_keeps_its_session(tmp_path):
 
 def test_masked_values_never_leave_for_any_host(tmp_path):
     guard, sticky, p = start(tmp_path)
-    with taddons.context(guard, sticky) as tctx:
-        tctx.configure(sticky, sticky_accounts=str(p))
+    with taddons.context(*sticky) as tctx:
+        tctx.configure(sticky.options, sticky_accounts=str(p))
         f = flow(host="127.0.0.1", scheme="http", auth=masked("oa", "Bearer x"),
                  headers=[("x-api-key", "[stickyroute:an]"), ("x-other", "kept")])
         send(guard, sticky, f)
@@ -147,8 +149,8 @@ def test_masked_values_never_leave_for_any_host(tmp_path):
 
 def test_non_account_host_and_lying_host_header_get_nothing(tmp_path):
     guard, sticky, p = start(tmp_path)
-    with taddons.context(guard, sticky) as tctx:
-        tctx.configure(sticky, sticky_accounts=str(p))
+    with taddons.context(*sticky) as tctx:
+        tctx.configure(sticky.options, sticky_accounts=str(p))
         # CONNECT evil.example + "Host: api.openai.com" inside the tunnel: req.host is the
         # CONNECT target, so no account is involved.
         f = flow(host="evil.example", headers=[("host", "api.openai.com")])
@@ -164,8 +166,8 @@ def test_non_account_host_and_lying_host_header_get_nothing(tmp_path):
 
 def test_gate_refuses_unknown_clients_with_a_provider_shaped_401(tmp_path):
     guard, sticky, p = start(tmp_path, GATED)
-    with taddons.context(guard, sticky) as tctx:
-        tctx.configure(sticky, sticky_accounts=str(p))
+    with taddons.context(*sticky) as tctx:
+        tctx.configure(sticky.options, sticky_accounts=str(p))
         for f in (send(guard, sticky, flow(auth="Bearer wrong")),
                   send(guard, sticky, flow(auth=None))):
             assert f.response.status_code == 401
@@ -182,8 +184,8 @@ def test_gate_refuses_unknown_clients_with_a_provider_shaped_401(tmp_path):
 
 def test_gate_limits_known_clients_to_their_accounts(tmp_path):
     guard, sticky, p = start(tmp_path, GATED)
-    with taddons.context(guard, sticky) as tctx:
-        tctx.configure(sticky, sticky_accounts=str(p))
+    with taddons.context(*sticky) as tctx:
+        tctx.configure(sticky.options, sticky_accounts=str(p))
         served = {send(guard, sticky, flow(auth="Bearer alice-token",
                                            headers=[("session-id", f"s{i}")]))
                   .metadata["stickyroute"]["account"] for i in range(6)}
@@ -201,8 +203,8 @@ def test_gate_limits_known_clients_to_their_accounts(tmp_path):
 
 def test_gate_takes_the_proxy_password_from_connect(tmp_path):
     guard, sticky, p = start(tmp_path, GATED)
-    with taddons.context(guard, sticky) as tctx:
-        tctx.configure(sticky, sticky_accounts=str(p))
+    with taddons.context(*sticky) as tctx:
+        tctx.configure(sticky.options, sticky_accounts=str(p))
         connect = tflow.tflow()
         connect.request.method = "CONNECT"
         basic = base64.b64encode(b"alice:alice-token").decode()
@@ -217,8 +219,8 @@ def test_gate_takes_the_proxy_password_from_connect(tmp_path):
 
 def test_gate_replay_uses_the_recorded_client(tmp_path):
     guard, sticky, p = start(tmp_path, GATED)
-    with taddons.context(guard, sticky) as tctx:
-        tctx.configure(sticky, sticky_accounts=str(p))
+    with taddons.context(*sticky) as tctx:
+        tctx.configure(sticky.options, sticky_accounts=str(p))
         f = send(guard, sticky, flow(auth="Bearer alice-token"))
         guard.response(f)
         f.is_replay, f.response, f.live = "request", None, True
@@ -260,10 +262,10 @@ def test_warns_when_accounts_or_key_file_readable_by_others(tmp_path, caplog):
     p.write_text("accounts:\n  - alias: f\n    provider: openai\n    api_key_file: key.txt\n")
     p.chmod(0o640)
     assert [m for _, m in loose_permissions([str(p), str(key)])] == ["0640", "0644"]
-    guard, sticky = make_addons()[:2]  # the guard, then routing
+    sticky = addons()
     with caplog.at_level(logging.WARNING, "stickyroute"):
-        with taddons.context(guard, sticky) as tctx:
-            tctx.configure(sticky, sticky_accounts=str(p))
+        with taddons.context(*sticky) as tctx:
+            tctx.configure(sticky.options, sticky_accounts=str(p))
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert "accounts.yaml" in warned and "key.txt" in warned and "sk-from-file" not in warned
     key.chmod(0o600)

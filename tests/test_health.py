@@ -114,7 +114,7 @@ def test_every_table_entry_is_reachable_and_lands_where_it_says():
     for (state, event), (target, _) in TABLE.items():
         h = Health(rng=lambda: 0.0)
         put_in[state](h, NOW)
-        assert h.describe("a", NOW)["state"] == state
+        assert h.describe("a", NOW).state == state
         t = NOW
         if event in outcomes:
             h.record("a", outcomes[event], t)
@@ -126,7 +126,7 @@ def test_every_table_entry_is_reachable_and_lands_where_it_says():
             h.enable("a", t)
         elif event is Event.CHANGED:
             h.changed("a", t)
-        assert h.describe("a", t)["state"] == target, (state, event)
+        assert h.describe("a", t).state == target, (state, event)
 
 
 def test_pairs_not_in_the_table_change_nothing():
@@ -134,7 +134,7 @@ def test_pairs_not_in_the_table_change_nothing():
     h.record("a", REVOKED, NOW)
     for o in (OK, RL, QUOTA, OVER, CONN):
         h.record("a", o, NOW + 1)
-    assert h.describe("a", NOW + 1) == {"state": "disabled",
+    assert h.describe("a", NOW + 1)._asdict() == {"state": "disabled",
                                          "reason": "credential rejected (401)", "until": None}
     assert (State.HEALTHY, Event.ENABLE) not in TABLE
     h2 = Health()
@@ -146,21 +146,21 @@ def test_pairs_not_in_the_table_change_nothing():
 def test_rate_limit_cools_until_reset_then_recovers():
     h = Health()
     assert h.record("a", RL, NOW) == (State.HEALTHY, State.COOLING)
-    assert h.describe("a", NOW) == {"state": "cooling", "reason": "rate limited (429)",
+    assert h.describe("a", NOW)._asdict() == {"state": "cooling", "reason": "rate limited (429)",
                                     "until": NOW + 20}
     assert not h.available("a", NOW + 19.9)
     assert h.retry_after(["a", "b"], NOW + 5) == 15
     assert h.available("a", NOW + 20)
-    assert h.describe("a", NOW + 20) == {"state": "healthy", "reason": None, "until": None}
+    assert h.describe("a", NOW + 20)._asdict() == {"state": "healthy", "reason": None, "until": None}
 
 
 def test_cooling_keeps_the_later_end_and_ignores_late_successes():
     h = Health()
     h.record("a", RL, NOW)
     h.record("a", Outcome(Kind.RATE_LIMITED, "again", NOW + 5), NOW + 1)
-    assert h.describe("a", NOW + 1)["until"] == NOW + 20
+    assert h.describe("a", NOW + 1).until == NOW + 20
     h.record("a", OK, NOW + 2)  # a request sent before the 429 finished late
-    assert h.describe("a", NOW + 2)["state"] == "cooling"
+    assert h.describe("a", NOW + 2).state == "cooling"
 
 
 def test_backoff_doubles_and_resets_on_success():
@@ -169,26 +169,26 @@ def test_backoff_doubles_and_resets_on_success():
     t = NOW
     for _ in range(4):
         h.record("a", OVER, t)
-        until = h.describe("a", t)["until"]
+        until = h.describe("a", t).until
         ends.append(until - t)
         t = until  # recovered exactly then; the next failure backs off longer
     assert ends == [2, 4, 8, 16]
     h.record("a", OK, t)
     h.record("a", CONN, t)
-    assert h.describe("a", t)["until"] == t + 2
+    assert h.describe("a", t).until == t + 2
     for _ in range(20):
         h.record("a", OVER, t)
-    assert h.describe("a", t)["until"] <= t + hm.BACKOFF_MAX
+    assert h.describe("a", t).until <= t + hm.BACKOFF_MAX
 
 
 def test_rate_limit_without_reset_uses_backoff_and_quota_a_long_default():
     h = Health()
     h.record("a", RL_NO_RESET, NOW)
-    assert h.describe("a", NOW)["until"] == NOW + hm.BACKOFF_BASE
+    assert h.describe("a", NOW).until == NOW + hm.BACKOFF_BASE
     h.record("b", QUOTA, NOW)
-    assert h.describe("b", NOW)["until"] == NOW + hm.QUOTA_DEFAULT
+    assert h.describe("b", NOW).until == NOW + hm.QUOTA_DEFAULT
     h.record("c", Outcome(Kind.RATE_LIMITED, "r", NOW - 5), NOW)  # a reset in the past
-    assert h.describe("c", NOW)["until"] == NOW + hm.MIN_COOLDOWN
+    assert h.describe("c", NOW).until == NOW + hm.MIN_COOLDOWN
 
 
 def test_revoked_stays_disabled_until_enabled_or_changed():
@@ -198,7 +198,7 @@ def test_revoked_stays_disabled_until_enabled_or_changed():
     h.changed("a", NOW + 1)
     assert h.available("a", NOW + 1)
     h.disable("a", "operator: rotating key", NOW + 2)
-    assert h.describe("a", NOW + 2)["reason"] == "operator: rotating key"
+    assert h.describe("a", NOW + 2).reason == "operator: rotating key"
     h.enable("a", NOW + 3)
     assert h.available("a", NOW + 3)
 
@@ -207,7 +207,7 @@ def test_neutral_outcomes_leave_health_alone():
     h = Health()
     h.record("a", OVER, NOW)
     h.record("a", Outcome(Kind.NEUTRAL, "400"), NOW)
-    assert h.describe("a", NOW)["until"] == NOW + 2
+    assert h.describe("a", NOW).until == NOW + 2
 
 
 def test_recovered_account_takes_new_sessions_gradually():
@@ -251,6 +251,6 @@ def test_state_survives_a_restart_through_export_and_import():
     fresh = Health()
     fresh.import_state({**data, "junk": {"state": "??"}, "bad": 3}, NOW + 5)
     assert fresh.describe("a", NOW + 5) == h.describe("a", NOW + 5)
-    assert fresh.describe("b", NOW + 5)["state"] == "disabled"
+    assert fresh.describe("b", NOW + 5).state == "disabled"
     assert fresh.available("d", NOW + 5) and fresh.available("junk", NOW + 5)
     fresh.import_state("not a dict", NOW)

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mitmproxy.test import taddons, tflow, tutils
 
-from stickyroute import make_addons
 from stickyroute.core import bodycap, identify, rewrite
+from tests import helpers
 
 SETTINGS = settings(max_examples=120, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -102,12 +102,13 @@ encodings = st.sampled_from(["", "gzip", "zstd", "br", "deflate", "identity", "x
 @pytest.fixture(scope="module")
 def addons(tmp_path_factory):
     """One configured Guard + StickyRoute for the module (a context per example is slow)."""
-    guard, sticky = make_addons()[:2]  # the guard, then routing
+    sticky = helpers.addons()
+    guard = sticky.guard
     p = tmp_path_factory.mktemp("acc") / "accounts.yaml"
     p.write_text(ACCOUNTS)
     p.chmod(0o600)
-    with taddons.context(guard, sticky) as tctx:
-        tctx.configure(sticky, sticky_accounts=str(p))
+    with taddons.context(*sticky) as tctx:
+        tctx.configure(sticky.options, sticky_accounts=str(p))
         yield guard, sticky
 
 
@@ -121,7 +122,7 @@ def _run(addons, raw: bytes, encoding: str, path: str = "/v1/responses"):
     req.raw_content = raw
     f = tflow.tflow(req=req)
     guard.request(f)
-    sticky.request(f)
+    sticky.route.request(f)
     guard.response(f)
     return f
 

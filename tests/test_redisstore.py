@@ -7,12 +7,11 @@ import logging
 import pytest
 import redis.asyncio as aioredis
 
-from stickyroute.addons.route import StickyRoute
 from stickyroute.core.pins import Pin, PinTable
 from stickyroute.stores.base import Local
 from stickyroute.stores.redis import RedisStore
+from tests.helpers import ACCOUNTS, addons, flow
 from tests.redis_server import RedisServer
-from tests.test_addon import ACCOUNTS, Clock, flow
 
 
 class Mono:
@@ -178,11 +177,11 @@ def two_proxies(tmp_path, server):
     from mitmproxy.test import taddons
     proxies = []
     for strategy in ("round-robin", "fill-first"):  # deliberately disagreeing strategies
-        addon = StickyRoute(clock=Clock())
-        ctx = taddons.context(addon)
+        addon = addons()
+        ctx = taddons.context(*addon)
         tctx = ctx.__enter__()
-        tctx.configure(addon, sticky_accounts=str(accounts), sticky_strategy=strategy)
-        addon.store = RedisStore(server.url, "t:")
+        tctx.configure(addon.options, sticky_accounts=str(accounts), sticky_strategy=strategy)
+        addon.state.store = RedisStore(server.url, "t:")
         proxies.append((addon, ctx))
     return proxies
 
@@ -195,20 +194,20 @@ def test_concurrent_first_requests_on_two_proxies_pin_one_account(tmp_path, serv
         for i in range(40):
             session = f"conv-{i // 4}"  # 4 concurrent first requests per session, 2 per proxy
             flows.append((p1 if i % 2 else p2, flow(body={"input": "x"}, headers=[("session-id", session)])))
-        await asyncio.gather(*(r for p, f in flows if (r := p.request(f)) is not None))
+        await asyncio.gather(*(r for p, f in flows if (r := p.route.request(f)) is not None))
         by_session: dict[str, set[str]] = {}
         for _, f in flows:
             by_session.setdefault(f.request.headers["session-id"], set()).add(
                 f.metadata["stickyroute"]["account"])
         assert all(len(accts) == 1 for accts in by_session.values()), by_session
-        assert len(p1.claims) == 0 and len(p2.claims) == 0
+        assert len(p1.state.claims) == 0 and len(p2.state.claims) == 0
         # later turns: local hits, no claim, same account
         for _, f in flows[:8]:
             again = flow(body={"input": "y"}, headers=[("session-id", f.request.headers["session-id"])])
-            assert p2.request(again) is None
+            assert p2.route.request(again) is None
             assert again.metadata["stickyroute"]["account"] == f.metadata["stickyroute"]["account"]
         for p in (p1, p2):
-            await p.store.close(Local(p.pins), 1.0)
+            await p.state.store.close(Local(p.state.pins), 1.0)
     run(go())
     c1.__exit__(None, None, None)
     c2.__exit__(None, None, None)
@@ -217,21 +216,21 @@ def test_concurrent_first_requests_on_two_proxies_pin_one_account(tmp_path, serv
 def test_one_claim_per_session_in_one_proxy(tmp_path, server):
     (p1, c1), _ = two_proxies(tmp_path, server)
     calls = []
-    real = p1.store.claim
+    real = p1.state.store.claim
 
     async def counting(pin):
         calls.append(pin.session)
         return await real(pin)
 
-    p1.store.claim = counting
+    p1.state.store.claim = counting
 
     async def go():
         fs = [flow(body={"input": "x"}, headers=[("session-id", "same")]) for _ in range(10)]
-        await asyncio.gather(*(p1.request(f) or asyncio.sleep(0) for f in fs))
+        await asyncio.gather(*(p1.route.request(f) or asyncio.sleep(0) for f in fs))
         assert len(calls) == 1
         assert len({f.metadata["stickyroute"]["account"] for f in fs}) == 1
         assert [f.metadata["stickyroute"]["affinity"] for f in fs].count("new") == 1
-        await p1.store.close(Local(p1.pins), 1.0)
+        await p1.state.store.close(Local(p1.state.pins), 1.0)
     run(go())
     c1.__exit__(None, None, None)
 
@@ -242,12 +241,12 @@ def test_redis_down_requests_route_from_memory(tmp_path, server):
     async def go():
         server.kill()
         f = flow(body={"input": "x"}, headers=[("session-id", "offline")])
-        await p1.request(f)
+        await p1.route.request(f)
         assert f.metadata["stickyroute"]["affinity"] == "new"
         f2 = flow(body={"input": "x"}, headers=[("session-id", "offline")])
-        assert p1.request(f2) is None  # a local hit: Redis not asked
+        assert p1.route.request(f2) is None  # a local hit: Redis not asked
         assert f2.metadata["stickyroute"]["account"] == f.metadata["stickyroute"]["account"]
-        await p1.store.close(Local(p1.pins), 1.0)
+        await p1.state.store.close(Local(p1.state.pins), 1.0)
     run(go())
     c1.__exit__(None, None, None)
 
@@ -257,14 +256,14 @@ def test_saved_values_hold_no_credentials(tmp_path, server):
 
     async def go():
         f = flow(body={"input": "x"}, headers=[("session-id", "c")])
-        await p1.request(f)
-        p1.store.changed(p1.pins.get(next(iter(p1.pins)).session, 1000.0), "hit")
-        await p1.store.flush(Local(p1.pins), 1000.0)
+        await p1.route.request(f)
+        p1.state.store.changed(p1.state.pins.get(next(iter(p1.state.pins)).session, 1000.0), "hit")
+        await p1.state.store.flush(Local(p1.state.pins), 1000.0)
         r = aioredis.Redis.from_url(server.url, decode_responses=True)
         dump = json.dumps({k: await r.dump(k) is not None and await r.type(k) for k in await r.keys("*")})
         values = [await r.get(k) for k in await r.keys("t:pin:*")]
         assert values and not any("sk-" in v or "tok" in v for v in values + [dump])
         await r.aclose()
-        await p1.store.close(Local(p1.pins), 1.0)
+        await p1.state.store.close(Local(p1.state.pins), 1.0)
     run(go())
     c1.__exit__(None, None, None)

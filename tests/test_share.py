@@ -5,16 +5,14 @@ import asyncio
 import pytest
 from mitmproxy.test import taddons
 
-from stickyroute.addons.follow import Follow
-from stickyroute.addons.route import StickyRoute
 from stickyroute.core.health import Event, Health, State
 from stickyroute.core.outcome import Kind, Outcome
 from stickyroute.core.pins import PinTable
 from stickyroute.stores.base import Local
 from stickyroute.stores.redis import RedisStore
 from stickyroute.stores.share import HealthSync
+from tests.helpers import ACCOUNTS, addons, flow
 from tests.redis_server import RedisServer
-from tests.test_addon import ACCOUNTS, Clock, flow
 from tests.test_follow import resp_body, respond
 
 
@@ -31,13 +29,13 @@ def proxies(tmp_path, server):
     accounts.write_text(ACCOUNTS)
     out, contexts = [], []
     for strategy in ("round-robin", "fill-first"):
-        route = StickyRoute(clock=Clock())
-        follow = Follow(route)
-        ctx = taddons.context(route, follow)
+        route = addons()
+        follow = route.follow
+        ctx = taddons.context(*route)
         tctx = ctx.__enter__()
         contexts.append(ctx)
-        tctx.configure(route, sticky_accounts=str(accounts), sticky_strategy=strategy)
-        route.store = RedisStore(server.url, "t:")
+        tctx.configure(route.options, sticky_accounts=str(accounts), sticky_strategy=strategy)
+        route.state.store = RedisStore(server.url, "t:")
         out.append((route, follow))
     yield out
     for ctx in contexts:
@@ -60,17 +58,17 @@ def test_chain_started_on_one_proxy_is_followed_on_the_other(proxies):
         started = {}
         for conv in range(4):  # round-robin on a: both accounts get conversations
             f = flow(body={"model": "gpt-fake", "input": f"conv {conv}"})
-            pending = a.request(f)
+            pending = a.route.request(f)
             if pending is not None:
                 await pending
             respond(f, fa, resp_body(f"resp_{conv}", reasoning=f"rs_{conv}"))
             started[f"resp_{conv}"] = f.metadata["stickyroute"]["account"]
         assert set(started.values()) == {"oa", "ob"}
         client = f.metadata["stickyroute"]["client"]
-        await until_stored(b.store, f"openai/{client}/resp_3")
+        await until_stored(b.state.store, f"openai/{client}/resp_3")
         for rid, alias in started.items():
             f = flow(body={"model": "gpt-fake", "previous_response_id": rid, "input": "next"})
-            pending = b.request(f)
+            pending = b.route.request(f)
             assert pending is not None  # unknown here: b asks the store once
             await pending
             meta = f.metadata["stickyroute"]
@@ -78,24 +76,24 @@ def test_chain_started_on_one_proxy_is_followed_on_the_other(proxies):
             assert meta["session_source"].startswith("chain:")
             # learned: the next turn on b is routed at once, no round trip
             again = flow(body={"model": "gpt-fake", "previous_response_id": rid, "input": "x"})
-            assert b.request(again) is None
+            assert b.route.request(again) is None
             assert again.metadata["stickyroute"]["account"] == alias
         # A request without previous_response_id never waits for the store.
         plain = flow(body={"model": "gpt-fake", "input": "hi"}, headers=[("session-id", "s")])
-        pending = b.request(plain)
+        pending = b.route.request(plain)
         assert pending is not None  # a new session claims (that is the pins' round trip)
         await pending
-        assert b.request(flow(body={"model": "gpt-fake", "input": "hi"},
+        assert b.route.request(flow(body={"model": "gpt-fake", "input": "hi"},
                               headers=[("session-id", "s")])) is None
         # Unknown everywhere: asked once, then routed like any new request.
         f = flow(body={"model": "gpt-fake", "previous_response_id": "resp_nowhere", "input": "x"})
-        pending = b.request(f)
+        pending = b.route.request(f)
         assert pending is not None
         await pending
         assert f.metadata["stickyroute"]["account"] in ("oa", "ob")
         assert not f.metadata["stickyroute"]["session_source"].startswith("chain:")
         for p in (a, b):
-            await p.store.close(Local(p.pins), 1.0)
+            await p.state.store.close(Local(p.state.pins), 1.0)
     asyncio.run(go())
 
 
@@ -105,11 +103,11 @@ def test_chain_lookup_with_redis_down_routes_at_once(proxies, server):
     async def go():
         server.kill()
         f = flow(body={"model": "gpt-fake", "previous_response_id": "resp_x", "input": "x"})
-        pending = b.request(f)
+        pending = b.route.request(f)
         if pending is not None:
             await asyncio.wait_for(pending, 2)
         assert f.metadata["stickyroute"]["account"] in ("oa", "ob")
-        await b.store.close(Local(b.pins), 1.0)
+        await b.state.store.close(Local(b.state.pins), 1.0)
     asyncio.run(go())
 
 
@@ -133,16 +131,16 @@ def test_health_changes_reach_the_other_proxy(server):
         h1.disable("ob", "operator", 1000.0)
         await s1.flush(Local(PinTable()), 1000.0)
         assert await y2.pull(h2, s2, aliases, 1001.0) == 2
-        assert h2.describe("oa", 1001.0) == {"state": "cooling", "reason": "rate limited (429)",
+        assert h2.describe("oa", 1001.0)._asdict() == {"state": "cooling", "reason": "rate limited (429)",
                                              "until": 1100.0}
-        assert h2.describe("ob", 1001.0)["state"] == "disabled"
+        assert h2.describe("ob", 1001.0).state == "disabled"
         assert await y2.pull(h2, s2, aliases, 1002.0) == 0  # seen: not merged again
         assert await y1.pull(h1, s1, aliases, 1002.0) == 0  # its own changes: nothing
         # A shorter cooldown elsewhere never shortens ours; a later one extends it.
         h2.record("oa", Outcome(Kind.RATE_LIMITED, "rate limited (429)", 1200.0), 1003.0)
         await s2.flush(Local(PinTable()), 1003.0)
         assert await y1.pull(h1, s1, aliases, 1004.0) == 1
-        assert h1.describe("oa", 1004.0)["until"] == 1200.0
+        assert h1.describe("oa", 1004.0).until == 1200.0
         # The operator's enable on proxy 2 enables it on proxy 1 too.
         h2.enable("ob", 1005.0)
         await s2.flush(Local(PinTable()), 1005.0)
@@ -162,7 +160,7 @@ def test_merge_rules():
     assert h.merge("oa", {"state": "cooling", "until": 1050.0, "reason": "429"}, now)
     assert not h.merge("oa", {"state": "cooling", "until": 1040.0}, now)  # ours ends later
     assert not h.merge("oa", {"state": "healthy", "event": "expire"}, now)  # each sees expiry
-    assert h.describe("oa", now)["state"] == State.COOLING.value
+    assert h.describe("oa", now).state == State.COOLING.value
     assert h.merge("oa", {"state": "healthy", "event": Event.ENABLE.value}, now)
     assert h.available("oa", now)
     assert h.merge("oa", {"state": "disabled", "reason": "operator"}, now)

@@ -2,21 +2,61 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, NamedTuple
 
-
-def make_addons() -> list[Any]:
-    """The addons `addon/sticky.py` hands to mitmproxy, in hook order."""
+if TYPE_CHECKING:  # the addons import mitmproxy: only load them when asked to build them
     from .addons.admin import StickyAdmin
     from .addons.commands import StickyCommands
     from .addons.failover import Failover
     from .addons.follow import Follow
     from .addons.guard import Guard
+    from .addons.options import StickyOptions
     from .addons.persist import Persistence
     from .addons.route import StickyRoute
+    from .addons.sweep import Sweeper
+    from .state import State
 
-    route = StickyRoute()
-    # The guard's gate runs before routing; it masks credentials once a request is sent.
-    # Failover stays last: its response hooks see the answer after every other addon did.
-    return [Guard(route), route, Follow(route), Persistence(route), StickyAdmin(route),
-            StickyCommands(route), Failover(route)]
+
+class Addons(NamedTuple):
+    """stickyroute's addons in hook order, all sharing one State."""
+
+    options: StickyOptions  # first: they configure the state
+    guard: Guard  # the client gate runs before routing; masks credentials once sent
+    route: StickyRoute
+    follow: Follow
+    persist: Persistence
+    sweeper: Sweeper
+    admin: StickyAdmin
+    commands: StickyCommands
+    failover: Failover  # last: its response hooks see the answer after every other addon
+
+    @property
+    def state(self) -> State:
+        return self.route.state
+
+
+def build(state: State | None = None) -> Addons:
+    """The addons around one State (a fresh one by default)."""
+    from mitmproxy import http
+
+    from .addons.admin import StickyAdmin
+    from .addons.commands import StickyCommands
+    from .addons.failover import Failover
+    from .addons.follow import Follow
+    from .addons.guard import Guard
+    from .addons.options import StickyOptions
+    from .addons.persist import Persistence
+    from .addons.route import StickyRoute
+    from .addons.sweep import Sweeper
+    from .state import Kept, State
+
+    state = state or State()
+    kept = Kept[http.Request]()  # the client's own requests, for failover's retries
+    return Addons(StickyOptions(state), Guard(state), StickyRoute(state, kept), Follow(state),
+                  Persistence(state), Sweeper(state), StickyAdmin(state),
+                  StickyCommands(state), Failover(state, kept))
+
+
+def make_addons() -> list[object]:
+    """The addons `addon/sticky.py` hands to mitmproxy."""
+    return list(build())

@@ -6,8 +6,8 @@ Transparent retry, the mitmproxy-native way (mitmproxy 12):
   status we switch streaming off (`flow.response.stream = False`): mitmproxy then buffers the
   (small) error body, and nothing of this answer has reached the client yet.
 - `response` may be async, and mitmproxy awaits it before it sends the response. There we
-  build a new flow from the client's own request (StickyRoute keeps a copy from before it set
-  the account's credentials) and hand it to mitmproxy's client-replay machinery
+  build a new flow from the client's own request (the route addon keeps a copy from before it
+  set the account's credentials) and hand it to mitmproxy's client-replay machinery
   (`clientplayback.ReplayHandler`, what `replay.client` uses, without its one-at-a-time
   queue). That runs the new flow through the whole addon chain and the proxy core again: our
   request hook picks the next healthy account and re-pins the session, later addons
@@ -20,27 +20,25 @@ Transparent retry, the mitmproxy-native way (mitmproxy 12):
   answers that are the client's fault (400, 404, ...), and dropped connections (mitmproxy has
   already answered 502 by the time the `error` hook runs; the account cools down, and the
   client's own retry lands elsewhere).
-In-flight: StickyRoute adds 1 when it routes a flow (meta "inflight"); `_finish` takes it off
+In-flight: routing adds 1 when it routes a flow (meta "inflight"); `_finish` takes it off
 exactly once, on `response` or `error` (client disconnects included).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
 
 from mitmproxy import connection, ctx, http
 
 from stickyroute.core.outcome import Kind, Outcome, classify, headroom
+from stickyroute.keys import META, RETRY, Retried, RetryNote, RouteMeta
+from stickyroute.log import get_logger
+from stickyroute.state import Kept, State
 
-from .route import META, RETRY
+from .follow import routed
 
-if TYPE_CHECKING:
-    from .route import StickyRoute
-
-logger = logging.getLogger("stickyroute")
+logger = get_logger(__name__)
 
 MAX_ATTEMPTS = 3  # other accounts tried after the first one failed
 RETRY_ON = frozenset({Kind.RATE_LIMITED, Kind.QUOTA, Kind.REVOKED, Kind.OVERLOADED})
@@ -55,18 +53,19 @@ async def replay_through_proxy(flow: http.HTTPFlow) -> None:
 
 
 class Failover:
-    def __init__(self, route: StickyRoute,
+    def __init__(self, state: State, kept: Kept[http.Request],
                  replay: Callable[[http.HTTPFlow], Awaitable[None]] = replay_through_proxy
                  ) -> None:
-        self.route = route
+        self.state = state
+        self.kept = kept  # the client requests the route addon kept, by flow id
         self.replay = replay
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        meta = _routed(flow)
+        meta = routed(flow)
         if meta is None or flow.response is None:
             return
-        now = self.route.clock()
-        self.route.health.note_headroom(meta["account"], headroom(flow.response.headers, now), now)
+        now = self.state.clock()
+        self.state.health.note_headroom(meta["account"], headroom(flow.response.headers, now), now)
         if flow.response.status_code >= 400 or RETRY in flow.metadata:
             flow.response.stream = False  # hold it back: it may be replaced (see above)
         elif not flow.response.stream and flow.response.headers.get(
@@ -74,12 +73,12 @@ class Failover:
             flow.response.stream = True  # tokens reach the client as they come
 
     async def response(self, flow: http.HTTPFlow) -> None:
-        meta = _routed(flow)
-        request = self.route.client_requests.pop(flow.id)
+        meta = routed(flow)
+        request = self.kept.pop(flow.id)
         if meta is None or flow.response is None:
             return
         try:
-            now = self.route.clock()
+            now = self.state.clock()
             status = flow.response.status_code
             outcome = classify(status, flow.response.headers,
                                _error_json(flow.response) if status >= 400 else None, now)
@@ -87,12 +86,12 @@ class Failover:
             if outcome.kind in RETRY_ON and request is not None and RETRY not in flow.metadata:
                 await self._retry(flow, meta, request, outcome)
         except Exception:  # never crash on traffic: the client gets what we have
-            logger.exception("stickyroute: could not handle the answer to %s",
+            logger.exception("could not handle the answer to %s",
                              flow.request.pretty_url)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self.route.client_requests.pop(flow.id)
-        meta = _routed(flow)
+        self.kept.pop(flow.id)
+        meta = routed(flow)
         if meta is None:
             return
         msg = flow.error.msg if flow.error else ""
@@ -101,24 +100,23 @@ class Failover:
             Outcome(Kind.NEUTRAL, f"client gone ({msg[:80]})"))
         self._finish(flow, meta, outcome, failed=ours)
 
-    def _finish(self, flow: http.HTTPFlow, meta: dict[str, Any], outcome: Outcome,
+    def _finish(self, flow: http.HTTPFlow, meta: RouteMeta, outcome: Outcome,
                 failed: bool | None = None) -> None:
         alias = meta["account"]
-        stats = self.route.ledger[alias]
+        stats = self.state.ledger[alias]
         if meta.pop("inflight", False):
             stats.inflight -= 1
         if outcome.kind is not Kind.OK if failed is None else failed:
             stats.errors += 1
         meta["outcome"] = outcome.kind.value
-        now = self.route.clock()
-        before, after = self.route.health.record(alias, outcome, now)
+        now = self.state.clock()
+        before, after = self.state.health.record(alias, outcome, now)
         if before is not after:
-            d = self.route.health.describe(alias, now)
-            until = f" for {d['until'] - now:.0f} s" if d["until"] else ""  # type: ignore[operator]
-            logger.warning("stickyroute: account %s %s -> %s%s: %s", alias, before.value,
-                           after.value, until, outcome.reason)
+            until = self.state.health.describe(alias, now).until
+            logger.warning("account %s %s -> %s%s: %s", alias, before.value, after.value,
+                           f" for {until - now:.0f} s" if until else "", outcome.reason)
 
-    async def _retry(self, flow: http.HTTPFlow, meta: dict[str, Any], request: http.Request,
+    async def _retry(self, flow: http.HTTPFlow, meta: RouteMeta, request: http.Request,
                      outcome: Outcome) -> None:
         tried, why = [meta["account"]], [f"{meta['account']}: {outcome.reason}"]
         answer: http.HTTPFlow | None = None
@@ -126,13 +124,14 @@ class Failover:
             retry = http.HTTPFlow(flow.client_conn, connection.Server(address=None))
             retry.request = request.copy()
             retry.is_replay = "request"
-            retry.metadata[RETRY] = {"of": flow.id, "attempt": attempt, "exclude": list(tried)}
+            retry.metadata[RETRY] = RetryNote(of=flow.id, attempt=attempt, exclude=list(tried))
             await self.replay(retry)
-            got = retry.metadata.get(META) or {}
-            failed = got.get("outcome") in RETRY_ON or retry.response is None
-            if "account" in got and failed and attempt < MAX_ATTEMPTS:
+            got = routed(retry)
+            failed = retry.response is None or (
+                got is not None and got.get("outcome") in RETRY_ON)
+            if got is not None and failed and attempt < MAX_ATTEMPTS:
                 tried.append(got["account"])
-                reason = retry.error.msg if retry.error else got["outcome"]
+                reason = retry.error.msg if retry.error else got.get("outcome", "?")
                 why.append(f"{got['account']}: {reason}")
                 continue
             if retry.response is not None:
@@ -140,23 +139,18 @@ class Failover:
             break
         if answer is None or answer.response is None:
             return  # nothing better to give: the client gets the first error
-        got = answer.metadata.get(META) or {}
+        got = routed(answer)
+        served = got["account"] if got is not None else None
+        # not routed: the proxy answered the retry itself (no account left), with its error
+        said = served or str((answer.metadata.get(META) or {}).get("error"))
         flow.response = answer.response.copy()
-        meta["retried"] = {"served_by": got.get("account"), "attempts": len(tried),
-                           "after": why}
-        flow.comment = f"{flow.comment} | retried: {'; '.join(why)} -> " + (
-            f"{got['account']}" if "account" in got else f"{got.get('error')}")
-        logger.info("stickyroute: retried %s after %s -> %s %s", flow.request.path,
-                    "; ".join(why), got.get("account") or got.get("error"),
+        meta["retried"] = Retried(served_by=served, attempts=len(tried), after=why)
+        flow.comment = f"{flow.comment} | retried: {'; '.join(why)} -> {said}"
+        logger.info("retried %s after %s -> %s %s", flow.request.path, "; ".join(why), said,
                     flow.response.status_code)
 
 
-def _routed(flow: http.HTTPFlow) -> dict[str, Any] | None:
-    meta = flow.metadata.get(META)
-    return meta if isinstance(meta, dict) and "account" in meta else None
-
-
-def _error_json(response: http.Response) -> Any:
+def _error_json(response: http.Response) -> object:
     raw = response.get_content(strict=False)
     if not raw or len(raw) > MAX_ERROR_BODY:
         return None

@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import Callable
-from typing import Any
+from typing import cast
 
-from mitmproxy import http
+from mitmproxy import http, websocket
 
-from stickyroute.admin.views import describe
 from stickyroute.core import rewrite
 from stickyroute.core.bodycap import MAX_BODY
+from stickyroute.core.logline import describe, describe_result
 from stickyroute.core.observe import Observer
-from stickyroute.core.prices import format_micros
 from stickyroute.core.sse import SseParser, decoder_for, parse_all
+from stickyroute.keys import META, RouteMeta
+from stickyroute.log import get_logger
+from stickyroute.state import State
 from stickyroute.stores.share import publish_chain
 
-from .route import META, StickyRoute
-
-logger = logging.getLogger("stickyroute")
+logger = get_logger(__name__)
 
 
 class _Stream:
@@ -43,23 +42,23 @@ class _Stream:
                 for ev in self.parser.feed(data) if chunk else self.parser.close():
                     self.observer.event(ev.event, ev.data)
             except Exception as e:  # corrupt encoding, or a bug: stop looking, keep streaming
-                logger.warning("stickyroute: stopped observing a stream: %s", e)
+                logger.warning("stopped observing a stream: %s", e)
                 self.decode = None
         return chunk
 
 
 class Follow:
-    def __init__(self, route: StickyRoute) -> None:
-        self.route = route
+    def __init__(self, state: State) -> None:
+        self.state = state
         self._streams: dict[str, _Stream] = {}
         self._turns: dict[str, Observer] = {}  # WebSocket flow id -> the turn in progress
         self._said: set[str] = set()
 
     # ---- HTTP --------------------------------------------------------------------------
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        meta = flow.metadata.get(META)
+        meta = routed(flow)
         resp = flow.response
-        if not meta or "account" not in meta or resp is None or resp.status_code != 200:
+        if meta is None or resp is None or resp.status_code != 200:
             return
         if "text/event-stream" not in resp.headers.get("content-type", "").lower():
             return  # JSON is small and buffered: the response hook reads it whole
@@ -67,35 +66,35 @@ class Follow:
         decode = decoder_for(encoding)
         if decode is None and encoding not in self._said:
             self._said.add(encoding)
-            logger.warning("stickyroute: cannot decode %r streams: such responses stream "
-                           "through unobserved (no usage, no chain)", encoding)
+            logger.warning("cannot decode %r streams: such responses stream through "
+                           "unobserved (no usage, no chain)", encoding)
         stream = _Stream(Observer(meta["endpoint"]), decode)
         resp.stream = stream
         self._streams[flow.id] = stream
 
     def response(self, flow: http.HTTPFlow) -> None:
         stream = self._streams.pop(flow.id, None)
-        meta = flow.metadata.get(META)
-        if not meta or "account" not in meta or flow.response is None:
+        meta = routed(flow)
+        if meta is None or flow.response is None:
             return
         try:
             if flow.websocket is not None:
-                logger.info("stickyroute: %s | websocket open", describe(meta))
+                logger.info("%s | websocket open", describe(meta))
                 return
             observer = stream.observer if stream else self._read_body(flow, meta["endpoint"])
             self._learn(flow, meta, observer, flow.response.status_code)
         except Exception:
-            logger.exception("stickyroute: could not observe the response of %s",
+            logger.exception("could not observe the response of %s",
                              flow.request.pretty_url)
 
     def error(self, flow: http.HTTPFlow) -> None:
         stream = self._streams.pop(flow.id, None)
-        meta = flow.metadata.get(META)
-        if not meta or "account" not in meta or flow.error is None:
+        meta = routed(flow)
+        if meta is None or flow.error is None:
             return
         if stream is not None and stream.observer.usage is not None:
             self._learn(flow, meta, stream.observer, None)
-        logger.warning("stickyroute: %s | failed: %s", describe(meta), flow.error.msg)
+        logger.warning("%s | failed: %s", describe(meta), flow.error.msg)
 
     def _read_body(self, flow: http.HTTPFlow, endpoint: str) -> Observer:
         observer = Observer(endpoint)
@@ -120,53 +119,51 @@ class Follow:
         return observer
 
     # ---- learning ----------------------------------------------------------------------
-    def _learn(self, flow: http.HTTPFlow, meta: dict[str, Any], obs: Observer,
+    def _learn(self, flow: http.HTTPFlow, meta: RouteMeta, obs: Observer,
                status: int | None) -> None:
-        r = self.route
-        now = r.clock()
+        st = self.state
+        now = st.clock()
         alias = meta["account"]
-        stats = r.ledger[alias]
-        result: dict[str, Any] = {"status": status, "response_id": obs.response_id,
-                                  "model": obs.model, "error": obs.error, "tokens_in": None,
-                                  "affinity_break": None}
+        stats = st.ledger[alias]
+        meta["status"], meta["response_id"], meta["model"] = status, obs.response_id, obs.model
+        meta["error"], meta["tokens_in"], meta["affinity_break"] = obs.error, None, None
         if obs.usage is not None:
             u = obs.usage
-            cost, priced = r.prices.cost(obs.model, u)
+            cost, priced = st.prices.cost(obs.model, u)
             stats.tokens_in += u.input
             stats.tokens_out += u.output
             stats.tokens_cached += u.cached
             stats.cost_micros += cost
-            pin = r.pins.get(meta["session_key"], now) if meta.get("session_key") else None
+            key = meta["session_key"]
+            pin = st.pins.get(key, now) if key else None
             if pin is not None and pin.alias == alias:
                 pin.tokens_in += u.input
                 pin.tokens_out += u.output
                 pin.tokens_cached += u.cached
                 pin.cost_micros += cost
-            result.update(tokens_in=u.input, tokens_out=u.output, tokens_cached=u.cached,
-                          cache_ratio=u.cache_ratio, cost_micros=cost, priced=priced)
+            meta["tokens_in"], meta["tokens_out"], meta["tokens_cached"] = (
+                u.input, u.output, u.cached)
+            meta["cache_ratio"], meta["cost_micros"], meta["priced"] = u.cache_ratio, cost, priced
         if obs.response_id and meta["endpoint"] == "responses" and not obs.error:
-            session = meta.get("session_key") or (
-                f"{meta['provider']}/{meta['client']}/chain-{obs.response_id}")
-            namespace, ids = f"{meta['provider']}/{meta['client']}", [obs.response_id,
-                                                                      *obs.reasoning_ids]
-            r.chains.learn(namespace, ids, session, alias, now)
-            publish_chain(r.store, namespace, ids, session, alias, r.chains.ttl)
+            namespace = f"{meta['provider']}/{meta['client']}"
+            session = meta["session_key"] or f"{namespace}/chain-{obs.response_id}"
+            ids = [obs.response_id, *obs.reasoning_ids]
+            st.chains.learn(namespace, ids, session, alias, now)
+            publish_chain(st.store, namespace, ids, session, alias, st.chains.ttl)
         if obs.affinity_break:
             stats.affinity_breaks += 1
-            result["affinity_break"] = obs.affinity_break
-            logger.warning("stickyroute: AFFINITY BREAK on account %s (%s): a conversation's "
-                           "state was not where it was sent; breaks on this account so far: %d "
-                           "| %s", alias, obs.affinity_break, stats.affinity_breaks,
-                           describe(meta))
-        meta.update(result)
+            meta["affinity_break"] = obs.affinity_break
+            logger.warning("AFFINITY BREAK on account %s (%s): a conversation's state was not "
+                           "where it was sent; breaks on this account so far: %d | %s", alias,
+                           obs.affinity_break, stats.affinity_breaks, describe(meta))
         line = describe_result(meta)
         flow.comment = line
-        logger.info("stickyroute: %s", line)
+        logger.info("%s", line)
 
     # ---- WebSocket (the Responses API over wss://) ----------------------------------------
     def websocket_message(self, flow: http.HTTPFlow) -> None:
-        meta = flow.metadata.get(META)
-        if not meta or "account" not in meta or flow.websocket is None:
+        meta = routed(flow)
+        if meta is None or flow.websocket is None:
             return
         message = flow.websocket.messages[-1]
         try:
@@ -185,31 +182,33 @@ class Follow:
                     del self._turns[flow.id]
                     self._learn(flow, meta, turn, 101)
         except Exception:
-            logger.exception("stickyroute: could not follow a WebSocket frame")
+            logger.exception("could not follow a WebSocket frame")
 
-    def _client_frame(self, flow: http.HTTPFlow, meta: dict[str, Any], message: Any) -> None:
+    def _client_frame(self, flow: http.HTTPFlow, meta: RouteMeta,
+                      message: websocket.WebSocketMessage) -> None:
         frame = rewrite.parse_object(message.content) if message.is_text else None
         if frame is None or frame.get("type") != "response.create":
             return
         nested = isinstance(frame.get("response"), dict)
-        request: dict[str, Any] = frame["response"] if nested else frame
-        r = self.route
-        now = r.clock()
+        request = cast(dict[str, object], frame["response"]) if nested else frame
+        st = self.state
+        now = st.clock()
         turns = meta.get("turns", 0)
         meta["turns"] = turns + 1
         if turns:  # the handshake counted the first one
-            r.ledger[meta["account"]].count_request("hit")
-            pin = r.pins.get(meta["session_key"], now) if meta.get("session_key") else None
+            st.ledger[meta["account"]].count_request("hit")
+            key = meta["session_key"]
+            pin = st.pins.get(key, now) if key else None
             if pin is not None:
-                r.pins.touch(pin, now)
-        link = r.chains.find(f"{meta['provider']}/{meta['client']}", request, now)
+                st.pins.touch(pin, now)
+        link = st.chains.find(f"{meta['provider']}/{meta['client']}", request, now)
         if link is not None and link.alias != meta["account"]:
-            logger.warning("stickyroute: a WebSocket on account %s continues state of account "
-                           "%s; it cannot move now (give the connection a session header)",
-                           meta["account"], link.alias)
-        key = meta.get("session_key")
-        cache_key = rewrite.cache_key_for(key) if key and r.settings.inject_cache_key else None
-        add = rewrite.wanted_fields(request, cache_key, r.settings.inject_include)
+            logger.warning("a WebSocket on account %s continues state of account %s; it cannot "
+                           "move now (give the connection a session header)", meta["account"],
+                           link.alias)
+        key = meta["session_key"]
+        cache_key = rewrite.cache_key_for(key) if key and st.settings.inject_cache_key else None
+        add = rewrite.wanted_fields(request, cache_key, st.settings.inject_include)
         if add:
             if nested:
                 frame["response"] = {**request, **add}
@@ -221,24 +220,13 @@ class Follow:
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         turn = self._turns.pop(flow.id, None)
-        meta = flow.metadata.get(META)
-        if turn is not None and meta and "account" in meta and turn.usage is not None:
+        meta = routed(flow)
+        if turn is not None and meta is not None and turn.usage is not None:
             with contextlib.suppress(Exception):
                 self._learn(flow, meta, turn, 101)
 
 
-def describe_result(meta: dict[str, Any]) -> str:
-    """The request's description plus what came back: status, tokens, cache %, cost."""
-    parts = [describe(meta), str(meta.get("status") or "-")]
-    if meta.get("tokens_in") is not None:
-        ratio = meta.get("cache_ratio")
-        pct = f"{ratio * 100:.0f}%" if ratio is not None else "-"
-        parts.append(f"in {meta['tokens_in']} / out {meta['tokens_out']} / cached "
-                     f"{meta['tokens_cached']} ({pct})")
-        parts.append(format_micros(meta["cost_micros"]) if meta.get("priced")
-                     else f"unpriced model {meta.get('model') or '?'}")
-    if meta.get("error"):
-        parts.append(f"error {meta['error']}")
-    if meta.get("affinity_break"):
-        parts.append(f"AFFINITY BREAK {meta['affinity_break']}")
-    return " | ".join(parts)
+def routed(flow: http.HTTPFlow) -> RouteMeta | None:
+    """The flow's RouteMeta when routing sent it to an account (not refused, not ours)."""
+    meta = flow.metadata.get(META)
+    return cast(RouteMeta, meta) if isinstance(meta, dict) and "account" in meta else None

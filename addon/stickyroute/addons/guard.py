@@ -1,17 +1,15 @@
 """Glue for the credential guard: the client gate in front of routing, and masking behind it.
 
-Runs as a second addon BEFORE StickyRoute (make_addons). On the way in it drops any masked
+Runs BEFORE the route addon (make_addons). On the way in it drops any masked
 credential (a replayed flow's) and, when the accounts file has a `clients:` section, refuses a
 request to an account host from an unknown client with a provider-shaped 401. On the way back,
 once the request has gone upstream (response headers, response, error, WebSocket start), the
-account headers StickyRoute set are replaced by a masked form. Never raises on traffic.
+account headers routing set are replaced by a masked form. Never raises on traffic.
 """
 
 from __future__ import annotations
 
-import logging
 import weakref
-from typing import TYPE_CHECKING, Any
 
 from mitmproxy import connection, http
 
@@ -19,22 +17,17 @@ from stickyroute.config.clients import Client, client_tokens
 from stickyroute.core import masking
 from stickyroute.core.classify import classify
 from stickyroute.core.errors import error_body
-from stickyroute.core.identify import OVERRIDE_HEADER as OVERRIDE
+from stickyroute.core.identify import OVERRIDE_HEADER, split_key
+from stickyroute.keys import CLIENT, CLIENT_ID, META, SIGNED, RefusedMeta
+from stickyroute.log import get_logger
+from stickyroute.state import State
 
-if TYPE_CHECKING:
-    from .route import StickyRoute
-
-logger = logging.getLogger("stickyroute")
-
-META = "stickyroute"
-CLIENT = "stickyroute.client"  # the gate client's name
-CLIENT_ID = "stickyroute.client_id"  # the client namespace session keys use
-SIGNED = "stickyroute.signed"  # [alias, header names] StickyRoute set on the request
+logger = get_logger(__name__)
 
 
 class Guard:
-    def __init__(self, sticky: StickyRoute) -> None:
-        self.sticky = sticky
+    def __init__(self, state: State) -> None:
+        self.state = state
         self._proxy_auth: weakref.WeakKeyDictionary[connection.Client, str] = (
             weakref.WeakKeyDictionary())
         self._unmasked: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
@@ -53,8 +46,8 @@ class Guard:
         try:
             self._check(flow)
         except Exception:
-            logger.exception("stickyroute: guard failed on %s", flow.request.pretty_url)
-            if self.sticky.accounts.clients is not None:  # a gate fails closed
+            logger.exception("guard failed on %s", flow.request.pretty_url)
+            if self.state.accounts.clients is not None:  # a gate fails closed
                 self._refuse(flow, "openai", 500, "proxy_error", "stickyroute: internal error")
 
     def _check(self, flow: http.HTTPFlow) -> None:
@@ -62,11 +55,11 @@ class Guard:
         dropped = masking.drop_masked(req.headers)
         replay = flow.is_replay == "request"
         if dropped and not replay:
-            logger.warning("stickyroute: dropped masked credential header(s) %s from %s",
+            logger.warning("dropped masked credential header(s) %s from %s",
                            ", ".join(dropped), req.pretty_url)
         if replay:
             self._same_session_as_before(flow)
-        accounts = self.sticky.accounts
+        accounts = self.state.accounts
         gate = accounts.clients
         if gate is None or req.scheme != "https":
             return
@@ -102,19 +95,20 @@ class Guard:
         if before.get("client") and CLIENT_ID not in flow.metadata:
             flow.metadata[CLIENT_ID] = before["client"]
         key = before.get("session_key")
-        if isinstance(key, str) and key.count("/") >= 2 and OVERRIDE not in flow.request.headers:
-            flow.request.headers[OVERRIDE] = key.split("/", 2)[2]
+        parts = split_key(key) if isinstance(key, str) else None
+        if parts is not None and OVERRIDE_HEADER not in flow.request.headers:
+            flow.request.headers[OVERRIDE_HEADER] = parts.value
 
     def _refuse(self, flow: http.HTTPFlow, provider: str, status: int, code: str,
                 message: str) -> None:
         flow.response = http.Response.make(
             status, error_body(provider, status, message, code),
             {"content-type": "application/json", "x-stickyroute-error": code})
-        flow.metadata[META] = {"error": code, "message": message}
-        logger.warning("stickyroute: refused %s %s: %s", flow.request.method,
+        flow.metadata[META] = RefusedMeta(error=code, message=message)
+        logger.warning("refused %s %s: %s", flow.request.method,
                        flow.request.pretty_url, code)
 
-    # ---- once the request has gone upstream (StickyRoute notes what it set in SIGNED) ------
+    # ---- once the request has gone upstream (routing notes what it set in SIGNED) ----------
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self._mask(flow)
 
@@ -134,13 +128,13 @@ class Guard:
 
     def _mask(self, flow: http.HTTPFlow) -> None:
         self._unmasked.discard(flow)
-        signed: Any = flow.metadata.get(SIGNED)
-        if not signed:
+        signed = flow.metadata.get(SIGNED)
+        if not (isinstance(signed, list) and len(signed) == 2):
             return
+        alias, names = signed  # [alias, header names], as routing set it
         try:
-            alias, names = signed
             masking.mask_headers(flow.request.headers, names, alias)
         except Exception:
-            logger.exception("stickyroute: could not mask a flow's credential; dropping it")
-            for name in signed[1] if isinstance(signed, list) and len(signed) == 2 else ():
+            logger.exception("could not mask a flow's credential; dropping it")
+            for name in names:
                 flow.request.headers.pop(name, None)

@@ -1,72 +1,59 @@
 """Glue for the store: opens the one `sticky_store` names at start, ticks it, closes it at exit.
 
-A separate addon from StickyRoute (persistence is its own concern); it hands the open store to
-StickyRoute, whose request path calls `claim()` / `changed()` on it. A store problem is logged,
-never raised into mitmproxy: the proxy keeps routing from memory.
+A separate addon from routing (persistence is its own concern); it puts the open store into the
+State, whose request path calls `claim()` / `changed()` on it. A store problem is logged, never
+raised into mitmproxy: the proxy keeps routing from memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from typing import Any
 
 from mitmproxy import ctx
+from mitmproxy.utils.asyncio_utils import create_task
 
-from stickyroute.core.health import Event, Health
-from stickyroute.stores.base import Local, MemoryStore, Section, Store, make_store
+from stickyroute.config.settings import Settings
+from stickyroute.core.health import Event
+from stickyroute.log import get_logger
+from stickyroute.state import State
+from stickyroute.stores import make_store
+from stickyroute.stores.base import Local, MemoryStore, Section, Store
 from stickyroute.stores.share import HealthSync
 from stickyroute.stores.snapshot import LedgerSection
 
-logger = logging.getLogger("stickyroute")
+logger = get_logger(__name__)
 
 TICK = 1.0  # seconds between store ticks (the file store throttles its own snapshots)
-SECTIONS = ("chains", "health")  # StickyRoute attributes saved when they implement Section
+OPTIONS = {"sticky_store", "sticky_store_prefix", "sticky_store_timeout", "confdir"}
 
 
 class Persistence:
-    def __init__(self, sticky: Any) -> None:
-        self.sticky = sticky
-        self._spec: tuple[str, str, str, float] | None = None
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self._opened: tuple[object, ...] | None = None  # what the open store was made from
         self._task: asyncio.Task[None] | None = None
         self._running = False
         self.health_sync = HealthSync()
 
-    def _health_changed(self, alias: str, event: Event, now: float) -> None:
-        try:
-            self.health_sync.publish(self.sticky.health, self.sticky.store, alias, event, now)
-        except Exception:  # called from the traffic path: never raise into it
-            logger.exception("stickyroute: store: could not share a health change")
-
     def local(self) -> Local:
-        s = self.sticky
-        sections: dict[str, Section] = {"counters": LedgerSection(s.ledger)}
-        for name in SECTIONS:
-            part = getattr(s, name, None)
-            if isinstance(part, Section):
-                sections[name] = part
-        return Local(s.pins, sections, [a.alias for a in s.accounts.accounts])
+        st = self.state
+        sections: dict[str, Section] = {"counters": LedgerSection(st.ledger),
+                                        "chains": st.chains, "health": st.health}
+        return Local(st.pins, sections, [a.alias for a in st.accounts.accounts])
 
     def configure(self, updated: set[str]) -> None:
-        if not {"sticky_store", "sticky_store_prefix", "sticky_store_timeout", "confdir"} & updated:
-            return
-        spec = (ctx.options.sticky_store, ctx.options.confdir, ctx.options.sticky_store_prefix,
-                ctx.options.sticky_store_timeout / 1000)
-        if spec != self._spec:
-            self._spec = spec
-            if self._running:  # switched at run time: save to the old store, load the new one
-                old = self.sticky.store
-                asyncio.ensure_future(self._close(old))
-                self._open()
+        if self._running and OPTIONS & updated and self._spec() != self._opened:
+            # switched at run time: save to the old store, load the new one
+            old = self.state.store
+            create_task(self._close(old), name="stickyroute store close", keep_ref=True)
+            self._open()
 
     def running(self) -> None:
         self._running = True
-        health = getattr(self.sticky, "health", None)
-        if isinstance(health, Health):
-            health.on_change = self._health_changed
+        self.state.health.on_change = self._health_changed
         self._open()
-        self._task = asyncio.ensure_future(self._ticks())
+        self._task = create_task(self._ticks(), name="stickyroute store tick", keep_ref=True)
 
     async def done(self) -> None:
         self._running = False
@@ -75,33 +62,43 @@ class Persistence:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._close(self.sticky.store)
-        self.sticky.store = MemoryStore()
+        await self._close(self.state.store)
+        self.state.store = MemoryStore()
+
+    def _spec(self) -> tuple[object, ...]:
+        s: Settings = self.state.settings
+        return (s.store, s.store_prefix, s.store_timeout, ctx.options.confdir)
 
     def _open(self) -> None:
-        spec, confdir, prefix, timeout = self._spec or ("", "~/.mitmproxy", "stickyroute:", 0.1)
+        s = self.state.settings
+        self._opened = self._spec()
         try:
-            store: Store = make_store(spec, confdir, prefix, timeout)
-            store.open(self.local(), self.sticky.clock())
+            store: Store = make_store(s.store, ctx.options.confdir, s.store_prefix,
+                                      s.store_timeout)
+            store.open(self.local(), self.state.clock())
         except Exception:
-            logger.exception("stickyroute: store: cannot open %r; keeping pins in memory", spec)
+            logger.exception("store: cannot open %s; keeping pins in memory", s.store.kind)
             store = MemoryStore()
-        self.sticky.store = store
+        self.state.store = store
 
     async def _close(self, store: Store) -> None:
         try:
-            await store.close(self.local(), self.sticky.clock())
+            await store.close(self.local(), self.state.clock())
         except Exception:
-            logger.exception("stickyroute: store: final save failed")
+            logger.exception("store: final save failed")
+
+    def _health_changed(self, alias: str, event: Event, now: float) -> None:
+        try:
+            self.health_sync.publish(self.state.health, self.state.store, alias, event, now)
+        except Exception:  # called from the traffic path: never raise into it
+            logger.exception("store: could not share a health change")
 
     async def _ticks(self) -> None:
         while True:
             await asyncio.sleep(TICK)
             try:
-                local = self.local()
-                await self.sticky.store.tick(local, self.sticky.clock())
-                if isinstance(getattr(self.sticky, "health", None), Health):
-                    await self.health_sync.pull(self.sticky.health, self.sticky.store,
-                                                local.aliases, self.sticky.clock())
+                local, st = self.local(), self.state
+                await st.store.tick(local, st.clock())
+                await self.health_sync.pull(st.health, st.store, local.aliases, st.clock())
             except Exception:  # a background job must never die silently
-                logger.exception("stickyroute: store: background save/sync failed")
+                logger.exception("store: background save/sync failed")

@@ -1,61 +1,75 @@
-"""Expiring pins and chain links off the hot path, and the loop that runs background jobs.
+"""Glue: expires pins and chain links off the hot path, and the loop background jobs run in.
 
-A sweep must never hold the event loop (every flow) for long: a large expiry runs
-SWEEP_SLICE pins per loop turn. A background job must never die silently.
+A sweep must never hold the event loop (every flow) for long: a large expiry runs SWEEP_SLICE
+pins per loop turn. A background job must never die silently.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import time
 from collections.abc import Callable
 
-from stickyroute.core.chains import ChainMap
-from stickyroute.core.ledger import SweepStats
-from stickyroute.core.pins import PinTable
+from mitmproxy.utils.asyncio_utils import create_task
 
-logger = logging.getLogger("stickyroute")
+from stickyroute.log import get_logger
+from stickyroute.state import State
+
+logger = get_logger(__name__)
 
 SWEEP_SLICE = 500  # pins per event-loop turn: well under 1 ms of work
 
 
-def expire_all(pins: PinTable, chains: ChainMap, stats: SweepStats,
-               clock: Callable[[], float]) -> int:
-    """Expire everything due in one go; returns how many pins went."""
-    t0 = time.perf_counter()
-    now = clock()
-    gone = pins.expire(now)
-    chains.expire(now)
-    stats.add(time.perf_counter() - t0, len(gone))
-    if gone:
-        logger.debug("stickyroute: swept %d expired pins", len(gone))
-    return len(gone)
+class Sweeper:
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self._task: asyncio.Task[None] | None = None
 
+    def running(self) -> None:
+        self._task = create_task(every(lambda: self.state.settings.sweep_interval,
+                                       self.sweep_in_slices),
+                                 name="stickyroute sweep", keep_ref=True)
 
-async def expire_in_slices(pins: PinTable, chains: ChainMap, stats: SweepStats,
-                          clock: Callable[[], float]) -> int:
-    """expire_all(), SWEEP_SLICE pins at a time, letting requests run in between.
+    def done(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
 
-    Expiring 100 k pins in one call holds the event loop (every flow) for ~100 ms.
-    """
-    t0 = time.perf_counter()
-    chains.expire(clock())  # not sliced yet: links expire a day after learning
-    total, busy = 0, time.perf_counter() - t0
-    while True:
+    def sweep(self) -> int:
+        """Expire everything due in one go; returns how many pins went."""
+        st = self.state
         t0 = time.perf_counter()
-        now = clock()
-        total += len(pins.expire(now, limit=SWEEP_SLICE))
-        pending = pins.expire_pending(now)
-        busy += time.perf_counter() - t0  # the metric counts work, not the yields
-        if not pending:
-            break
-        await asyncio.sleep(0)
-    stats.add(busy, total)
-    if total:
-        logger.debug("stickyroute: swept %d expired pins", total)
-    return total
+        now = st.clock()
+        gone = st.pins.expire(now)
+        st.chains.expire(now)
+        st.sweeps.add(time.perf_counter() - t0, len(gone))
+        if gone:
+            logger.debug("swept %d expired pins", len(gone))
+        return len(gone)
+
+    async def sweep_in_slices(self) -> int:
+        """sweep(), SWEEP_SLICE pins at a time, letting requests run in between.
+
+        Expiring 100 k pins in one call holds the event loop (every flow) for ~100 ms.
+        """
+        st = self.state
+        t0 = time.perf_counter()
+        st.chains.expire(st.clock())  # not sliced: links expire a day after learning
+        total, busy = 0, time.perf_counter() - t0
+        while True:
+            t0 = time.perf_counter()
+            now = st.clock()
+            total += len(st.pins.expire(now, limit=SWEEP_SLICE))
+            pending = st.pins.expire_pending(now)
+            busy += time.perf_counter() - t0  # the metric counts work, not the yields
+            if not pending:
+                break
+            await asyncio.sleep(0)
+        st.sweeps.add(busy, total)
+        if total:
+            logger.debug("swept %d expired pins", total)
+        return total
 
 
 async def every(interval: Callable[[], float], job: Callable[[], object]) -> None:
@@ -67,4 +81,4 @@ async def every(interval: Callable[[], float], job: Callable[[], object]) -> Non
             if inspect.isawaitable(result):
                 await result
         except Exception:  # a background job must never die silently
-            logger.exception("stickyroute: background job failed")
+            logger.exception("background job failed")

@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from stickyroute.config.accounts import Account
+from stickyroute.core.health import DISABLED_BY_OPERATOR
+from stickyroute.core.ledger import cache_percent
+from stickyroute.state import State
+
 from . import views
 
 JSON = "application/json"
@@ -59,11 +64,11 @@ Handler = Callable[[list[str], dict[str, list[str]], bytes], Reply]
 
 
 class AdminApi:
-    def __init__(self, sticky: Any, token: str, page: Callable[[], bytes],
+    def __init__(self, state: State, token: str, page: Callable[[], bytes],
                  metrics: Callable[[], tuple[bytes, str]]) -> None:
         if not token:
             raise ValueError("the admin API needs a token")
-        self.sticky = sticky
+        self.state = state
         self._token = token.encode()
         self._page = page
         self._metrics = metrics
@@ -127,7 +132,7 @@ class AdminApi:
 
     # ---- endpoints ---------------------------------------------------------------------
     def get_state(self, args: list[str], params: dict[str, list[str]], body: bytes) -> Reply:
-        s = self.sticky
+        s = self.state
         now = s.clock()
         accounts = views.accounts_view(s, now)
         tin = sum(a["tokens_in"] for a in accounts)
@@ -145,7 +150,7 @@ class AdminApi:
                 "tokens_in": tin,
                 "tokens_out": sum(a["tokens_out"] for a in accounts),
                 "tokens_cached": cached,
-                "cache_percent": round(100 * cached / tin, 1) if tin else None,
+                "cache_percent": cache_percent(cached, tin),
                 "cost_usd": sum(a["cost_usd"] for a in accounts),
                 "affinity_breaks": sum(a["affinity_breaks"] for a in accounts),
             },
@@ -159,9 +164,9 @@ class AdminApi:
         alias = params.get("account", [None])[-1]
         if alias is not None:
             self._account(alias)
-        pins = [p for p in self.sticky.pins if not alias or p.alias == alias]
+        pins = [p for p in self.state.pins if not alias or p.alias == alias]
         pins.reverse()  # most recently used first
-        now = self.sticky.clock()
+        now = self.state.clock()
         return json_reply(200, {
             "total": len(pins), "offset": offset, "limit": limit,
             "sessions": [views.session_view(p, now) for p in pins[offset:offset + limit]],
@@ -169,53 +174,54 @@ class AdminApi:
 
     def delete_session(self, args: list[str], params: dict[str, list[str]], body: bytes) -> Reply:
         ident = args[0]
-        keys = views.evict(self.sticky, ident)
+        keys = views.evict(self.state, ident)
         if not keys:
             raise ApiError(404, "not_found", f"no pinned session {ident!r}")
         return json_reply(200, {"evicted": keys})
 
     def get_accounts(self, args: list[str], params: dict[str, list[str]], body: bytes) -> Reply:
-        return json_reply(200, {"accounts": views.accounts_view(self.sticky,
-                                                                self.sticky.clock())})
+        return json_reply(200, {"accounts": views.accounts_view(self.state,
+                                                                self.state.clock())})
 
     def get_account(self, args: list[str], params: dict[str, list[str]], body: bytes) -> Reply:
         account = self._account(args[0])
-        return json_reply(200, views.account_view(self.sticky, account, self.sticky.clock()))
+        return json_reply(200, views.account_view(self.state, account, self.state.clock()))
 
     def delete_account_sessions(self, args: list[str], params: dict[str, list[str]],
                                 body: bytes) -> Reply:
         account = self._account(args[0])
-        gone = views.evict_account(self.sticky, account.alias)
+        gone = views.evict_account(self.state, account.alias)
         return json_reply(200, {"alias": account.alias, "evicted": len(gone)})
 
     def post_disable(self, args: list[str], params: dict[str, list[str]], body: bytes) -> Reply:
         account = self._account(args[0])
         reason = _reason(body)
-        now = self.sticky.clock()
-        self.sticky.health.disable(account.alias, reason, now)
-        return json_reply(200, views.account_view(self.sticky, account, now))
+        now = self.state.clock()
+        self.state.health.disable(account.alias, reason, now)
+        return json_reply(200, views.account_view(self.state, account, now))
 
     def post_enable(self, args: list[str], params: dict[str, list[str]], body: bytes) -> Reply:
         account = self._account(args[0])
-        now = self.sticky.clock()
-        self.sticky.health.enable(account.alias, now)
-        return json_reply(200, views.account_view(self.sticky, account, now))
+        now = self.state.clock()
+        if not self.state.health.enable(account.alias, now):
+            raise ApiError(409, "disabled_in_file", f"{account.alias} is disabled in the accounts "
+                           "file (enabled: false); only the file can enable it")
+        return json_reply(200, views.account_view(self.state, account, now))
 
     def get_metrics(self, args: list[str], params: dict[str, list[str]], body: bytes) -> Reply:
         text, content_type = self._metrics()
         return Reply(200, text, content_type, (("cache-control", "no-store"),))
 
-    def _account(self, alias: str) -> Any:
-        account = self.sticky.accounts.get(alias)
+    def _account(self, alias: str) -> Account:
+        account = self.state.accounts.get(alias)
         if account is None:
             raise ApiError(404, "not_found", f"no account {alias!r}")
         return account
 
 
-def _shared(sticky: Any) -> dict[str, int] | None:
+def _shared(state: State) -> dict[str, int] | None:
     """Sessions per alias across every proxy on a shared store (None: this proxy only)."""
-    store = getattr(sticky, "store", None)
-    counts = store.shared_sessions() if store is not None else None
+    counts = state.store.shared_sessions()
     return None if counts is None else dict(counts)
 
 
@@ -257,14 +263,14 @@ def _int_param(params: dict[str, list[str]], name: str, default: int, low: int,
 def _reason(body: bytes) -> str:
     """The optional {"reason": "..."} of a disable request."""
     if not body.strip():
-        return views.DISABLED_BY_OPERATOR
+        return DISABLED_BY_OPERATOR
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "bad_request", "the body must be JSON") from None
     if not isinstance(data, dict):
         raise ApiError(400, "bad_request", 'the body must be a JSON object like {"reason": "…"}')
-    reason = data.get("reason", views.DISABLED_BY_OPERATOR)
+    reason = data.get("reason", DISABLED_BY_OPERATOR)
     if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
         raise ApiError(400, "bad_request",
                        f"reason must be a non-empty string of at most {MAX_REASON} characters")

@@ -8,7 +8,6 @@ never a credential.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client.core import (
     CollectorRegistry,
@@ -19,18 +18,18 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from . import views
+from stickyroute.state import State
 
 STATES = ("healthy", "cooling", "disabled")
 AFFINITIES = ("new", "hit", "moved", "unpinned")  # always exported, so rates start at 0
 
 
 class StickyCollector:
-    def __init__(self, sticky: Any) -> None:
-        self.sticky = sticky
+    def __init__(self, state: State) -> None:
+        self.state = state
 
     def collect(self) -> Iterator[Metric]:
-        s = self.sticky
+        s = self.state
         now = s.clock()
         requests = CounterMetricFamily(
             "stickyroute_requests", "Requests routed, by account and affinity outcome "
@@ -68,12 +67,11 @@ class StickyCollector:
             errors.add_metric([alias], stats.errors)
             pins.add_metric([alias], per_alias.get(alias, 0))
             inflight.add_metric([alias], stats.inflight)
-            health = views.health_of(s, account, now)
+            health = s.health.describe(alias, now)
             for name in STATES:
                 state.add_metric([alias, account.provider, name],
-                                 1 if health["state"] == name else 0)
-            until = health.get("until")
-            cooldown.add_metric([alias], max(0.0, until - now) if until else 0.0)
+                                 1 if health.state == name else 0)
+            cooldown.add_metric([alias], max(0.0, health.until - now) if health.until else 0.0)
         yield from (requests, tokens, cost, breaks, errors, pins, inflight, state, cooldown)
         yield GaugeMetricFamily("stickyroute_sessions", "Live session pins, all accounts.",
                                 value=len(s.pins))
@@ -87,10 +85,10 @@ class StickyCollector:
                                 "When the addon started (Unix time).", value=s.started)
 
 
-def registry_for(sticky: Any) -> CollectorRegistry:
+def registry_for(state: State) -> CollectorRegistry:
     """A private registry (not the global one: a script reload would register twice)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StickyCollector(sticky))
+    registry.register(StickyCollector(state))
     return registry
 
 

@@ -1,69 +1,60 @@
-"""What an operator sees and steers: account and session views, health, eviction.
+"""What an operator sees and steers: account and session views, eviction, command lines.
 
-Read by the admin API, the metrics and the commands, from a StickyRoute (duck-typed: no
-mitmproxy import). Views are built field by field from attributes that are not secret; an
-Account object is never serialised whole, so no credential can leak through a view.
+Read by the admin API, the metrics and the commands, from the State. Views are built field by
+field from attributes that are not secret; an Account object is never serialised whole, so no
+credential can leak through a view.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from stickyroute.config.accounts import Account
+from stickyroute.core.health import HealthView
+from stickyroute.core.identify import SHORT, key_value
+from stickyroute.core.ledger import cache_percent
 from stickyroute.core.pins import Pin
-
-DISABLED_BY_FILE = "enabled: false in the accounts file"
-DISABLED_BY_OPERATOR = "disabled by an operator"
-SHORT = 8  # characters of a session's value shown in log lines (SessionId.short)
+from stickyroute.state import State
 
 
-def health_of(sticky: Any, account: Any, now: float) -> dict[str, Any]:
-    """{"state": healthy|cooling|disabled, "reason": str|None, "until": float|None}.
-
-    The accounts file's `enabled: false` first; everything else (operator disables included)
-    is sticky.health's.
-    """
-    if not account.enabled:
-        return {"state": "disabled", "reason": DISABLED_BY_FILE, "until": None}
-    described: dict[str, Any] = sticky.health.describe(account.alias, now)
-    return described
+def health_view(health: HealthView) -> dict[str, Any]:
+    """{"state": healthy|cooling|disabled, "reason": str|None, "until": float|None}."""
+    return {"state": health.state.value, "reason": health.reason, "until": health.until}
 
 
-def account_view(sticky: Any, account: Any, now: float) -> dict[str, Any]:
-    stats = sticky.ledger[account.alias]
-    health = health_of(sticky, account, now)
-    until = health.get("until")
-    ratio = stats.cache_ratio
+def account_view(state: State, account: Account, now: float) -> dict[str, Any]:
+    stats = state.ledger[account.alias]
+    health = state.health.describe(account.alias, now)
     return {
         "alias": account.alias,
         "provider": account.provider,
         "enabled": account.enabled,
         "weight": account.weight,
         "hosts": list(account.hosts),
-        "health": health,
-        "cooldown_left": max(0.0, until - now) if until else 0.0,
-        "sessions": sticky.pins.sessions_per_alias().get(account.alias, 0),
+        "health": health_view(health),
+        "cooldown_left": max(0.0, health.until - now) if health.until else 0.0,
+        "sessions": state.pins.sessions_per_alias().get(account.alias, 0),
         "inflight": stats.inflight,
         "requests": stats.requests,
         "affinity": dict(stats.affinity),
         "tokens_in": stats.tokens_in,
         "tokens_out": stats.tokens_out,
         "tokens_cached": stats.tokens_cached,
-        "cache_percent": None if ratio is None else round(100 * ratio, 1),
+        "cache_percent": stats.cache_percent,
         "cost_usd": stats.cost_micros / 1e6,
         "affinity_breaks": stats.affinity_breaks,
         "errors": stats.errors,
     }
 
 
-def accounts_view(sticky: Any, now: float) -> list[dict[str, Any]]:
-    return [account_view(sticky, a, now) for a in sticky.accounts.accounts]
+def accounts_view(state: State, now: float) -> list[dict[str, Any]]:
+    return [account_view(state, a, now) for a in state.accounts.accounts]
 
 
 def session_view(pin: Pin, now: float) -> dict[str, Any]:
-    value = pin.session.rsplit("/", 1)[-1]
     return {
         "id": pin.session,
-        "short": value[-SHORT:],
+        "short": key_value(pin.session)[-SHORT:],
         "alias": pin.alias,
         "created": pin.created,
         "last_used": pin.last_used,
@@ -72,45 +63,45 @@ def session_view(pin: Pin, now: float) -> dict[str, Any]:
         "tokens_in": pin.tokens_in,
         "tokens_out": pin.tokens_out,
         "tokens_cached": pin.tokens_cached,
-        "cache_percent": round(100 * pin.tokens_cached / pin.tokens_in, 1)
-        if pin.tokens_in else None,
+        "cache_percent": cache_percent(pin.tokens_cached, pin.tokens_in),
         "cost_usd": pin.cost_micros / 1e6,
         "moves": pin.moves,
     }
 
 
-def find_sessions(sticky: Any, ident: str) -> list[Pin]:
-    """Pins named by a full key, else by its last part, else by the 8-character short form."""
-    pin = sticky.pins.get(ident, sticky.clock())
+def find_sessions(state: State, ident: str) -> list[Pin]:
+    """Pins named by a full key, else by the client's own id, else by the 8-character short
+    form log lines show (which may name several clients' sessions)."""
+    pin = state.pins.get(ident, state.clock())
     if pin is not None:
         return [pin]
-    value = [p for p in sticky.pins if p.session.rsplit("/", 1)[-1] == ident]
+    value = [p for p in state.pins if key_value(p.session) == ident]
     if value:
         return value
-    if len(ident) == SHORT:  # the form log lines show; may name several clients' sessions
-        return [p for p in sticky.pins if p.session.endswith(ident)]
+    if len(ident) == SHORT:
+        return [p for p in state.pins if key_value(p.session).endswith(ident)]
     return []
 
 
-def evict(sticky: Any, ident: str) -> list[str]:
+def evict(state: State, ident: str) -> list[str]:
     """Forget the pins named by ident; their next request is re-pinned. Returns their keys."""
-    keys = [p.session for p in find_sessions(sticky, ident)]
+    keys = [p.session for p in find_sessions(state, ident)]
     for key in keys:
-        sticky.store.changed(sticky.pins.remove(key), "removed")  # a shared store forgets too
+        state.store.changed(state.pins.remove(key), "removed")  # a shared store forgets too
     return keys
 
 
-def evict_account(sticky: Any, alias: str) -> list[Pin]:
+def evict_account(state: State, alias: str) -> list[Pin]:
     """Forget every pin of one account (here and in the store)."""
-    gone: list[Pin] = sticky.pins.remove_alias(alias)
+    gone = state.pins.remove_alias(alias)
     for pin in gone:
-        sticky.store.changed(pin, "removed")
+        state.store.changed(pin, "removed")
     return gone
 
 
-def account_line(sticky: Any, account: Any, now: float) -> str:
+def account_line(state: State, account: Account, now: float) -> str:
     """One line per account for the sticky.accounts command."""
-    v = account_view(sticky, account, now)
+    v = account_view(state, account, now)
     health = v["health"]["state"]
     if v["health"]["reason"]:
         health += f" ({v['health']['reason']})"
@@ -122,25 +113,9 @@ def account_line(sticky: Any, account: Any, now: float) -> str:
             f"cost=${v['cost_usd']:.4f}")
 
 
-def describe(meta: dict[str, Any]) -> str:
-    """A routed flow's metadata in one line: its comment, and the start of its log line."""
-    parts = [f"{meta['endpoint']} -> {meta['account']}"]
-    if meta["session"]:
-        parts.append(f"session {meta['session']} ({meta['session_source']})")
-    affinity = meta["affinity"]
-    if meta.get("moved_from"):
-        affinity += f" from {meta['moved_from']}"
-    parts.append(affinity)
-    parts.append(f"{meta['request_bytes']} B")
-    if meta["injected"]:
-        parts.append("+" + ",".join(meta["injected"]))
-    parts += [f"dropped {meta['dropped_reasoning']} encrypted reasoning item(s)"] * bool(
-        meta.get("dropped_reasoning")) + [f"retry {meta['attempt']}"] * bool(meta.get("attempt"))
-    return " | ".join(parts)
-
-
 def session_line(pin: Pin, now: float) -> str:
     """One line per pin for the sticky.sessions command."""
-    cache = f" cache={100 * pin.tokens_cached / pin.tokens_in:.0f}%" if pin.tokens_in else ""
+    pct = cache_percent(pin.tokens_cached, pin.tokens_in)
+    cache = f" cache={pct:.0f}%" if pct is not None else ""
     return (f"{pin.session} -> {pin.alias} requests={pin.requests} "
             f"idle={max(0.0, now - pin.last_used):.0f}s{cache}")

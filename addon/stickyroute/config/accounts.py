@@ -9,14 +9,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .clients import ClientGate, parse_clients
+from .prices import DEFAULTS as DEFAULT_PRICES
+from .prices import Price, parse_prices
 
 PROVIDERS = ("openai", "anthropic", "chatgpt")
 DEFAULT_HOSTS: dict[str, tuple[str, ...]] = {
@@ -71,30 +74,34 @@ class Account:
 @dataclass(frozen=True)
 class AccountSet:
     accounts: tuple[Account, ...] = ()
-    prices: Mapping[str, Any] = field(default_factory=dict)
+    prices: Mapping[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     clients: ClientGate | None = None  # None: no client gate, every client may use every account
     files: tuple[str, ...] = ()  # the accounts file and the key files it read
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_by_alias", {a.alias: a for a in self.accounts})
-        by_host: dict[str, str] = {}
-        for a in self.accounts:
-            for h in a.hosts:
-                by_host[h] = a.provider
-        object.__setattr__(self, "_provider_by_host", by_host)
+    # Indexes, built on first use (the set never changes once built).
+    @cached_property
+    def _by_alias(self) -> dict[str, Account]:
+        return {a.alias: a for a in self.accounts}
+
+    @cached_property
+    def _provider_by_host(self) -> dict[str, str]:
+        return {h: a.provider for a in self.accounts for h in a.hosts}
+
+    @cached_property
+    def _by_provider(self) -> dict[str, tuple[Account, ...]]:
         by_provider: dict[str, list[Account]] = {}
         for a in self.accounts:
             by_provider.setdefault(a.provider, []).append(a)
-        object.__setattr__(self, "_by_provider", {k: tuple(v) for k, v in by_provider.items()})
+        return {k: tuple(v) for k, v in by_provider.items()}
 
     def get(self, alias: str) -> Account | None:
-        return self._by_alias.get(alias)  # type: ignore[attr-defined,no-any-return]
+        return self._by_alias.get(alias)
 
     def provider_for_host(self, host: str) -> str | None:
-        return self._provider_by_host.get(host)  # type: ignore[attr-defined,no-any-return]
+        return self._provider_by_host.get(host)
 
     def of_provider(self, provider: str) -> tuple[Account, ...]:
-        return self._by_provider.get(provider, ())  # type: ignore[attr-defined,no-any-return]
+        return self._by_provider.get(provider, ())
 
     def secrets(self) -> list[str]:
         return [s for a in self.accounts for s in a.secrets()]
@@ -188,16 +195,20 @@ def parse_accounts(
                     f"used by {owner[1]!r} ({owner[0]}); a host serves one provider"
                 )
         accounts.append(account)
-    prices = data.get("prices") or {}
-    if not isinstance(prices, dict):
+    raw_prices = data.get("prices") or {}
+    if not isinstance(raw_prices, dict):
         raise AccountsError(f"{lines['prices']}: 'prices' must be a mapping of model -> prices")
+    try:
+        prices = parse_prices(_strip_lines(raw_prices))
+    except ValueError as e:
+        raise AccountsError(f"{lines['prices']}: {e}") from None
     clients = None
     if "clients" in data:
         try:
             clients = parse_clients(data["clients"], lines["clients"], seen)
         except ValueError as e:
             raise AccountsError(str(e)) from None
-    return AccountSet(tuple(accounts), _strip_lines(prices), clients)
+    return AccountSet(tuple(accounts), prices, clients)
 
 
 def _strip_lines(value: Any) -> Any:
@@ -206,6 +217,9 @@ def _strip_lines(value: Any) -> Any:
     if isinstance(value, list):
         return [_strip_lines(v) for v in value]
     return value
+
+
+Fail = Callable[[str | None, str], AccountsError]
 
 
 def _parse_account(entry: dict[str, Any], base_dir: Path, env: Mapping[str, str]) -> Account:
@@ -262,7 +276,7 @@ def _parse_account(entry: dict[str, Any], base_dir: Path, env: Mapping[str, str]
 
 
 def _credential(entry: dict[str, Any], alias: str, base_dir: Path, env: Mapping[str, str],
-                fail: Any) -> tuple[str, str | None]:
+                fail: Fail) -> tuple[str, str | None]:
     has_key, has_file = "api_key" in entry, "api_key_file" in entry
     if has_key == has_file:
         raise fail(None, f"{alias}: give exactly one of 'api_key' or 'api_key_file'")
@@ -288,7 +302,7 @@ def _credential(entry: dict[str, Any], alias: str, base_dir: Path, env: Mapping[
     return key.strip(), str(path) if path else None
 
 
-def _expand(value: str, alias: str, what: str, env: Mapping[str, str], fail: Any) -> str:
+def _expand(value: str, alias: str, what: str, env: Mapping[str, str], fail: Fail) -> str:
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
         if name not in env or not env[name]:

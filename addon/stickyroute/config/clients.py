@@ -15,6 +15,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 CLIENT_FIELDS = frozenset({"name", "token_hash", "accounts"})
@@ -37,20 +38,23 @@ class Client:
 class ClientGate:
     clients: tuple[Client, ...] = ()
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_by_hash", {c.token_sha256: c for c in self.clients})
-        object.__setattr__(self, "_by_name", {c.name: c for c in self.clients})
+    @cached_property
+    def _by_hash(self) -> dict[str, Client]:
+        return {c.token_sha256: c for c in self.clients}
+
+    @cached_property
+    def _by_name(self) -> dict[str, Client]:
+        return {c.name: c for c in self.clients}
 
     def get(self, name: str) -> Client | None:
-        return self._by_name.get(name)  # type: ignore[attr-defined,no-any-return]
+        return self._by_name.get(name)
 
     def match(self, tokens: Iterable[str]) -> Client | None:
         """The client whose token is one of `tokens`, or None."""
         # A dict lookup of the token's SHA-256: timing reveals nothing about a token, since
         # an attacker cannot steer the digest towards a stored one.
-        by_hash: dict[str, Client] = self._by_hash  # type: ignore[attr-defined]
         for token in tokens:
-            client = by_hash.get(token_hash(token))
+            client = self._by_hash.get(token_hash(token))
             if client is not None:
                 return client
         return None

@@ -1,76 +1,110 @@
-"""The sticky_* options: declared once here, parsed into one immutable Settings value.
+"""The sticky_* options: declared once here (name, type, default, help, choices), parsed into
+one immutable Settings value.
 
 Parsing raises ValueError naming the option; the glue turns it into an OptionsError and only
-then swaps the new settings in, so a bad option leaves the old ones running.
+then swaps the new settings in, so a bad option leaves the old ones running. Defaults live in
+OPTIONS only: `Settings.defaults()` is OPTIONS parsed.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
-from stickyroute.core.choose import STRATEGIES
-
+STRATEGIES = ("least-sessions", "round-robin", "least-inflight", "weighted", "fill-first",
+              "random")
 FALLBACKS = ("rotate", "fail")
+STATE_FILE = "stickyroute-state.json"  # the file store's file in mitmproxy's confdir
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
-# name, type, default, help, choices
-OPTIONS: tuple[tuple[str, type, Any, str, Sequence[str] | None], ...] = (
-    ("sticky_accounts", str, "accounts.yaml",
-     "Path of the accounts file (re-read when it changes on disk).", None),
-    ("sticky_enabled", bool, True,
-     "Pin each conversation to one account. Off: every request is routed by the strategy.", None),
-    ("sticky_strategy", str, "least-sessions",
-     "How a new session picks its account among the healthy accounts of its provider.",
-     STRATEGIES),
-    ("sticky_fallback", str, "rotate",
-     "What happens when a soft-pinned account is unavailable: rotate re-pins the session to a "
-     "healthy account and says so; fail answers 503.", FALLBACKS),
-    ("sticky_idle_timeout", int, 3600, "Seconds a pin lives without use.", None),
-    ("sticky_max_age", int, 86400, "Seconds a pin lives at most.", None),
-    ("sticky_max_sessions", int, 100_000,
-     "Most pins kept; the least recently used go first.", None),
-    ("sticky_sweep_interval", int, 60, "Seconds between sweeps of expired pins.", None),
-    ("sticky_session_headers", Sequence[str], [],
-     "Extra request header names to read a session id from (before the built-in ones).", None),
-    ("sticky_inject_cache_key", bool, True,
-     "Add a stable prompt_cache_key to OpenAI Responses requests that lack one.", None),
-    ("sticky_inject_include", bool, True,
-     "Add reasoning.encrypted_content to include on OpenAI Responses requests that use "
-     "reasoning with store=false.", None),
-    ("sticky_store", str, "",
-     "Where pins (and the state that goes with them) are kept: memory, a file path, or "
-     "redis://host:port/db. Empty: the file stickyroute-state.json in mitmproxy's confdir.",
-     None),
-    ("sticky_store_prefix", str, "stickyroute:",
-     "Key prefix in Redis, so several deployments can share one Redis server.", None),
-    ("sticky_store_timeout", int, 100,
-     "Milliseconds a request waits for Redis before routing from local memory.", None),
-    ("sticky_admin", str, "127.0.0.1:8091",
-     "HOST:PORT of the admin API, metrics and dashboard; empty turns them off.", None),
-    ("sticky_admin_token", str, "",
-     "Bearer token the admin API requires. Empty: the STICKY_ADMIN_TOKEN environment variable, "
-     "else a random token generated at start and logged once with the dashboard URL.", None),
+
+class Option(NamedTuple):
+    name: str
+    typespec: type | Any
+    default: Any
+    help: str
+    choices: Sequence[str] | None = None
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("sticky_accounts", str, "accounts.yaml",
+           "Path of the accounts file (re-read when it changes on disk)."),
+    Option("sticky_enabled", bool, True,
+           "Pin each conversation to one account. Off: every request is routed by the "
+           "strategy."),
+    Option("sticky_strategy", str, "least-sessions",
+           "How a new session picks its account among the healthy accounts of its provider.",
+           STRATEGIES),
+    Option("sticky_fallback", str, "rotate",
+           "What happens when a soft-pinned account is unavailable: rotate re-pins the session "
+           "to a healthy account and says so; fail answers 503.", FALLBACKS),
+    Option("sticky_idle_timeout", int, 3600, "Seconds a pin lives without use."),
+    Option("sticky_max_age", int, 86400, "Seconds a pin lives at most."),
+    Option("sticky_max_sessions", int, 100_000,
+           "Most pins kept; the least recently used go first."),
+    Option("sticky_sweep_interval", int, 60, "Seconds between sweeps of expired pins."),
+    Option("sticky_session_headers", Sequence[str], [],
+           "Extra request header names to read a session id from (before the built-in ones)."),
+    Option("sticky_inject_cache_key", bool, True,
+           "Add a stable prompt_cache_key to OpenAI Responses requests that lack one."),
+    Option("sticky_inject_include", bool, True,
+           "Add reasoning.encrypted_content to include on OpenAI Responses requests that use "
+           "reasoning with store=false."),
+    Option("sticky_store", str, "",
+           "Where pins (and the state that goes with them) are kept: memory, a file path, or "
+           "redis://host:port/db. Empty: the file stickyroute-state.json in mitmproxy's "
+           "confdir."),
+    Option("sticky_store_prefix", str, "stickyroute:",
+           "Key prefix in Redis, so several deployments can share one Redis server."),
+    Option("sticky_store_timeout", int, 100,
+           "Milliseconds a request waits for Redis before routing from local memory."),
+    Option("sticky_admin", str, "127.0.0.1:8091",
+           "HOST:PORT of the admin API, metrics and dashboard; empty turns them off."),
+    Option("sticky_admin_token", str, "",
+           "Bearer token the admin API requires. Empty: the STICKY_ADMIN_TOKEN environment "
+           "variable, else a random token generated at start and logged once with the "
+           "dashboard URL."),
 )
+DEFAULTS: dict[str, Any] = {o.name: o.default for o in OPTIONS}
 
 
-@dataclass(frozen=True)
+class StoreSpec(NamedTuple):
+    """What sticky_store names: `file` with an empty target means the default file."""
+
+    kind: Literal["memory", "file", "redis"]
+    target: str = ""  # the file path or the redis URL
+
+    def path_in(self, confdir: str) -> str:
+        """The file store's path (the default one lives in mitmproxy's confdir)."""
+        if self.target:
+            return os.path.abspath(os.path.expanduser(self.target))
+        return os.path.join(os.path.expanduser(confdir), STATE_FILE)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
-    accounts_path: str = "accounts.yaml"
-    enabled: bool = True
-    strategy: str = "least-sessions"
-    fallback: str = "rotate"
-    idle_timeout: int = 3600
-    max_age: int = 86400
-    max_sessions: int = 100_000
-    sweep_interval: int = 60
-    session_headers: tuple[str, ...] = ()
-    inject_cache_key: bool = True
-    inject_include: bool = True
-    store: str = ""
-    store_prefix: str = "stickyroute:"
-    admin: tuple[str, int] | None = ("127.0.0.1", 8091)
-    admin_token: str = ""
+    accounts_path: str
+    enabled: bool
+    strategy: str
+    fallback: str
+    idle_timeout: int
+    max_age: int
+    max_sessions: int
+    sweep_interval: int
+    session_headers: tuple[str, ...]
+    inject_cache_key: bool
+    inject_include: bool
+    store: StoreSpec
+    store_prefix: str
+    store_timeout: float  # seconds
+    admin: tuple[str, int] | None
+    admin_token: str
+
+    @staticmethod
+    def defaults() -> Settings:
+        return parse_settings(DEFAULTS.__getitem__)
 
 
 def parse_settings(get: Callable[[str], Any]) -> Settings:
@@ -89,13 +123,10 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
         if not h or any(c in h for c in " :\t"):
             raise ValueError(f"Cannot parse sticky_session_headers option: bad header name {h!r}")
         headers.append(h)
-    store = get("sticky_store").strip()
-    if store.startswith(("redis://", "rediss://", "unix://")):
-        if len(store.split("://", 1)[1]) == 0:
-            raise ValueError(f"Cannot parse sticky_store option: no server in {store!r}")
-    elif "://" in store:
-        raise ValueError(f"Cannot parse sticky_store option: {store!r} is not memory, a file "
-                         "path or redis://...")
+    try:
+        store = parse_store(get("sticky_store"))
+    except ValueError as e:
+        raise ValueError(f"Cannot parse sticky_store option: {e}") from None
     if not 1 <= get("sticky_store_timeout") <= 500:
         raise ValueError("Cannot parse sticky_store_timeout option: milliseconds from 1 to 500, "
                          f"got {get('sticky_store_timeout')}")
@@ -121,9 +152,24 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
         inject_include=get("sticky_inject_include"),
         store=store,
         store_prefix=get("sticky_store_prefix"),
+        store_timeout=get("sticky_store_timeout") / 1000,
         admin=admin,
         admin_token=get("sticky_admin_token"),
     )
+
+
+def parse_store(spec: str) -> StoreSpec:
+    """memory | a file path | redis://... (also rediss://, unix://); '' is the default file."""
+    spec = spec.strip()
+    if spec == "memory":
+        return StoreSpec("memory")
+    if spec.startswith(REDIS_SCHEMES):
+        if not spec.split("://", 1)[1]:
+            raise ValueError(f"no server in {spec!r}")
+        return StoreSpec("redis", spec)
+    if "://" in spec:
+        raise ValueError(f"{spec!r} is not memory, a file path or redis://...")
+    return StoreSpec("file", spec)
 
 
 def parse_address(spec: str) -> tuple[str, int] | None:

@@ -74,7 +74,7 @@ def _brotli(raw: bytes, cap: int) -> bytes | None:
     if not raw:
         return b""
     d = brotli.Decompressor()
-    out = d.process(raw, output_buffer_limit=cap)
+    out: bytes = d.process(raw, output_buffer_limit=cap)
     if len(out) >= cap or not d.is_finished():
         return None
     return out

@@ -1,5 +1,5 @@
-"""Chain affinity (identity step 4): response ids and reasoning item ids -> the session and account
-whose server-side state they name.
+"""Chain affinity (part of step 2, identify): response ids and reasoning item ids -> the session
+and account whose server-side state they name.
 
 A request that continues from one of these ids can only be served by that account, whatever
 else it carries. Every entry lives `ttl` seconds from when it was learned; entries are kept in
@@ -9,13 +9,11 @@ Keys are namespaced by provider and client like session keys: clients never shar
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from .identify import SessionId
-from .pins import PinTable
 
 MAX_INPUT_LOOKUPS = 64  # input reasoning items checked per request, newest first
 
@@ -28,23 +26,21 @@ class Link(NamedTuple):
 
 
 class ChainMap:
-    def __init__(self, ttl: float = 86400, max_size: int = 400_000,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, ttl: float = 86400, max_size: int = 400_000) -> None:
         self.ttl = ttl
         self.max_size = max_size
-        self.clock = clock
         self._links: OrderedDict[str, Link] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._links)
 
-    def learn(self, namespace: str, ids: Iterable[str], session: str, alias: str, now: float,
-              source: str = "previous_response_id") -> None:
+    def learn(self, namespace: str, ids: Iterable[str], session: str, alias: str,
+              now: float) -> None:
         """Remember that these ids (of one response) belong to session/alias."""
         for id_ in ids:
             key = f"{namespace}/{id_}"
             self._links.pop(key, None)  # re-learning refreshes its place in expiry order
-            self._links[key] = Link(session, alias, now, source)
+            self._links[key] = Link(session, alias, now, "previous_response_id")
         while len(self._links) > self.max_size:
             self._links.popitem(last=False)
 
@@ -130,13 +126,13 @@ def continue_session(session: SessionId | None, link: Link) -> SessionId:
     return SessionId(link.session, f"chain:{link.source}", hard=True)
 
 
-def follow_chain(chains: ChainMap, pins: PinTable, namespace: str, body: Mapping[str, Any],
-                 session: SessionId | None, now: float) -> SessionId | None:
-    """Identity step 4: a request continuing a known response goes where its state is."""
-    link = chains.find(namespace, body, now)
-    if link is None:
-        return session
-    pin = pins.get(link.session, now)
-    if pin is None or pin.alias != link.alias:
-        pins.put(link.session, link.alias, now)  # the state, not the pin, has the say
-    return continue_session(session, link)
+MAX_ID = 256  # longer ids are not looked up in a shared store (real ones are ~50 characters)
+
+
+def unknown_previous(chains: ChainMap, namespace: str, body: Mapping[str, Any],
+                     now: float) -> str | None:
+    """The previous_response_id this proxy knows nothing of (a shared store may know it)."""
+    prev = body.get("previous_response_id")
+    if not isinstance(prev, str) or not prev or len(prev) > MAX_ID:
+        return None
+    return prev if chains.get(namespace, prev, now) is None else None

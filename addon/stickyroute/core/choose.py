@@ -1,28 +1,29 @@
-"""Step 3: which account a new session gets, among the available accounts of its provider.
+"""Step 3: which account serves a request — its session's pin, or a pick for a new session.
 
-Pure and synchronous: the caller holds the pin table and passes the counts in. Strategies
-never see a credential, only aliases, weights and counts.
+Pure and synchronous: the caller passes the pinned alias and the counts in and applies the
+Decision itself (pins are written by the glue, never here). Strategies never see a credential,
+only aliases, weights and counts.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from enum import StrEnum
+from typing import NamedTuple
+
+from stickyroute.config.accounts import Account
+from stickyroute.config.settings import STRATEGIES
 
 from .errors import NoAccount
 from .identify import SessionId
-from .pins import Pin, PinTable
-
-STRATEGIES = ("least-sessions", "round-robin", "least-inflight", "weighted", "fill-first",
-              "random")
 
 
-class Candidate(Protocol):
-    @property
-    def alias(self) -> str: ...
-    @property
-    def weight(self) -> int: ...
+class Affinity(StrEnum):
+    NEW = "new"  # a new session: picked by strategy, pinned now
+    HIT = "hit"  # served by its pinned account
+    MOVED = "moved"  # its pinned account was unavailable: re-pinned elsewhere (soft pins only)
+    UNPINNED = "unpinned"  # no session could be named: routed by strategy alone
 
 
 class Chooser:
@@ -37,12 +38,12 @@ class Chooser:
         self.rng = rng
         self._turn = 0
 
-    def choose[C: Candidate](
+    def choose(
         self,
-        candidates: Sequence[C],
+        candidates: Sequence[Account],
         sessions: Mapping[str, int],
         inflight: Mapping[str, int] | None = None,
-    ) -> C | None:
+    ) -> Account | None:
         """Pick one candidate; ties go to the earlier one in file order (or round-robin)."""
         if not candidates:
             return None
@@ -50,7 +51,7 @@ class Chooser:
             return candidates[0]
         s = self.strategy
         if s == "least-sessions":
-            return self._least(candidates, lambda c: sessions.get(c.alias, 0) / c.weight)
+            return self._least(candidates, lambda c: (sessions.get(c.alias, 0) / c.weight, 0.0))
         if s == "least-inflight":
             busy = inflight or {}
             return self._least(
@@ -72,57 +73,55 @@ class Chooser:
             return candidates[-1]
         return candidates[int(self.rng() * len(candidates)) % len(candidates)]
 
-    def _least[C: Candidate](self, candidates: Sequence[C], load: Callable[[C], object]) -> C:
+    def _least(self, candidates: Sequence[Account],
+               load: Callable[[Account], tuple[float, float]]) -> Account:
         # Rotate the starting point so equal loads spread instead of piling on the first.
         self._turn += 1
         start = self._turn % len(candidates)
-        ordered = list(candidates[start:]) + list(candidates[:start])
-        return min(ordered, key=load)  # type: ignore[arg-type,return-value]
+        ordered = [*candidates[start:], *candidates[:start]]
+        return min(ordered, key=load)
 
 
 class Decision(NamedTuple):
-    account: Any  # accounts.Account
-    affinity: str  # new | hit | moved | unpinned
-    pin: Pin | None
+    account: Account
+    affinity: Affinity
     moved_from: str | None = None
 
 
 def decide(
-    table: PinTable,
     chooser: Chooser,
     provider: str,
-    candidates: Sequence[Any],
     session: SessionId | None,
-    now: float,
+    pinned: str | None,
+    candidates: Sequence[Account],
+    sessions: Mapping[str, int],
     fallback: str = "rotate",
     inflight: Mapping[str, int] | None = None,
-    new_candidates: Sequence[Any] | None = None,
+    new_candidates: Sequence[Account] | None = None,
 ) -> Decision:
-    """The account for one request: its session's pin, or a new pick; raises NoAccount.
+    """The account for one request: the pinned one (`pinned`, the session's account), or a new
+    pick; raises NoAccount.
 
     `candidates` are the accounts of the request's provider that can take traffic now;
     `new_candidates` (default: all of them) those a new pin should prefer (not near a limit,
     not just back from a cooldown).
     """
-    pin = table.get(session.key, now) if session else None
-    if pin is not None:
-        for account in candidates:
-            if account.alias == pin.alias:
-                table.touch(pin, now)
-                return Decision(account, "hit", pin)
-        if session and session.hard:
+    if pinned is not None and session is not None:
+        for candidate in candidates:
+            if candidate.alias == pinned:
+                return Decision(candidate, Affinity.HIT)
+        if session.hard:
             raise NoAccount(provider, f"this conversation's state lives on account "
-                            f"{pin.alias!r}, which is unavailable; it cannot move")
+                            f"{pinned!r}, which is unavailable; it cannot move")
         if fallback == "fail":
-            raise NoAccount(provider, f"this conversation is pinned to account {pin.alias!r}, "
+            raise NoAccount(provider, f"this conversation is pinned to account {pinned!r}, "
                             f"which is unavailable (sticky_fallback=fail)")
-    account = chooser.choose(new_candidates or candidates, table.sessions_per_alias(), inflight)
-    if account is None:
+    picked = chooser.choose(new_candidates or candidates, sessions, inflight)
+    if picked is None:
         raise NoAccount(provider, "no enabled account is available for this provider")
+    account = picked
     if session is None:
-        return Decision(account, "unpinned", None)
-    new_pin, _ = table.put(session.key, account.alias, now)
-    table.touch(new_pin, now)
-    if pin is not None:
-        return Decision(account, "moved", new_pin, moved_from=pin.alias)
-    return Decision(account, "new", new_pin)
+        return Decision(account, Affinity.UNPINNED)
+    if pinned is not None:
+        return Decision(account, Affinity.MOVED, moved_from=pinned)
+    return Decision(account, Affinity.NEW)

@@ -1,6 +1,7 @@
-"""Step 3b: which accounts may serve a request given their health, and why none can.
+"""Step 3, when accounts are unwell: which accounts may serve given their health, why none can,
+and how a conversation that must move sheds the state its old account sealed.
 
-Pure: the glue passes the health table and the clock's `now`. Messages name accounts and
+Pure: the caller passes the health table and the clock's `now`. Messages name accounts and
 reasons, never a credential.
 """
 
@@ -11,18 +12,20 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
+from stickyroute.config.accounts import Account
+
 from . import rewrite
 from .choose import Decision
 from .errors import NoAccount
 from .health import Health
 from .identify import SessionId
-from .pins import Pin, PinTable
+from .pins import Pin
 
 FOREIGN = "foreign_reasoning"  # Pin.extra: keys of reasoning items another account encrypted
 
 
-def pools[A: Any](accounts: Sequence[A], health: Health, now: float,
-                  exclude: Collection[str] = ()) -> tuple[list[A], list[A]]:
+def pools(accounts: Sequence[Account], health: Health, now: float,
+          exclude: Collection[str] = ()) -> tuple[list[Account], list[Account]]:
     """(accounts that may serve now, those of them a NEW session should prefer)."""
     ready = [a for a in accounts if a.alias not in exclude and health.available(a.alias, now)]
     return ready, [a for a in ready if health.takes_new(a.alias, now)]
@@ -30,20 +33,19 @@ def pools[A: Any](accounts: Sequence[A], health: Health, now: float,
 
 def _state(health: Health, alias: str, now: float) -> str:
     d = health.describe(alias, now)
-    return f"{alias} {d['state']}" + (f" ({d['reason']})" if d["reason"] else "")
+    return f"{alias} {d.state}" + (f" ({d.reason})" if d.reason else "")
 
 
-def explain(e: NoAccount, health: Health, accounts: Sequence[Any], pins: PinTable,
+def explain(e: NoAccount, health: Health, accounts: Sequence[Account], pinned: str | None,
             session: SessionId | None, fallback: str, now: float) -> NoAccount:
     """NoAccount with the accounts' states; 429 + Retry-After when waiting will help.
 
     A request that waits for its pinned account (hard pin, or sticky_fallback=fail) hears
     about that account; any other about all of them.
     """
-    pin = pins.get(session.key, now) if session else None
-    if pin is not None and session is not None and (session.hard or fallback == "fail"):
-        message = f"{e.message}: {_state(health, pin.alias, now)}"
-        wait = health.retry_after([pin.alias], now)
+    if pinned is not None and session is not None and (session.hard or fallback == "fail"):
+        message = f"{e.message}: {_state(health, pinned, now)}"
+        wait = health.retry_after([pinned], now)
     else:
         aliases = [a.alias for a in accounts]
         states = "; ".join(_state(health, a, now) for a in aliases) or "none configured"
@@ -75,38 +77,14 @@ def portable(body: dict[str, Any] | None, fallback: str) -> bool:
     return fallback == "rotate" and rewrite.state_is_portable(body)
 
 
-class Kept[T]:
-    """Values by flow id while their flow is in flight, bounded should a flow never end."""
-
-    def __init__(self, limit: int = 10_000) -> None:
-        self.limit = limit
-        self._items: dict[str, T] = {}
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def keep(self, key: str, value: T) -> None:
-        self._items[key] = value
-        if len(self._items) > self.limit:
-            self._items.pop(next(iter(self._items)))  # the oldest
-
-    def pop(self, key: str) -> T | None:
-        return self._items.pop(key, None)
-
-
-def drop_foreign_reasoning(body: dict[str, Any] | None, pin: Pin | None,
-                           moved: bool) -> tuple[dict[str, Any] | None, int]:
-    """On a move, drop every encrypted reasoning item (the new account cannot read them) and
-    remember them on the pin: the client keeps sending them on later turns, dropped again."""
-    if pin is None or body is None:
-        return body, 0
+def drop_foreign_reasoning(body: dict[str, Any], pin: Pin | None, moved: bool
+                           ) -> tuple[dict[str, Any], list[str]]:
+    """On a move, every encrypted reasoning item goes (the new account cannot read them);
+    later turns drop those the pin remembers (the client keeps sending them). Returns the
+    body and the keys of the items dropped (on a move, what the new pin must remember)."""
     if moved:
-        body, gone = rewrite.drop_encrypted_reasoning(body)
-        if gone:
-            pin.extra = {**(pin.extra or {}), FOREIGN: set(gone)}
-        return body, len(gone)
-    known = pin.extra.get(FOREIGN) if pin.extra else None
+        return rewrite.drop_encrypted_reasoning(body)
+    known = pin.extra.get(FOREIGN) if pin is not None and pin.extra else None
     if not isinstance(known, set):
-        return body, 0
-    body, gone = rewrite.drop_encrypted_reasoning(body, known)
-    return body, len(gone)
+        return body, []
+    return rewrite.drop_encrypted_reasoning(body, known)

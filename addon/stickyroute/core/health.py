@@ -1,4 +1,4 @@
-"""Step 6b: account health — healthy, cooling down, disabled — as a transition table.
+"""Step 6 (learn): account health — healthy, cooling down, disabled — as a transition table.
 
 Pure and clock-free: every call takes `now` (wall-clock seconds). The state machine is the
 TABLE below (data, not `if` chains); the rest computes cooldown ends. Reasons are kept for
@@ -11,9 +11,14 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
+
+from stickyroute.config.accounts import Account
 
 from .outcome import Headroom, Kind, Outcome
+
+DISABLED_BY_FILE = "enabled: false in the accounts file"
+DISABLED_BY_OPERATOR = "disabled by an operator"
 
 
 class State(StrEnum):
@@ -77,6 +82,12 @@ MIN_COOLDOWN = 1.0  # even 'Retry-After: 0' takes the account out of the current
 QUOTA_DEFAULT = 3600.0  # quota exhausted and the provider did not say until when
 RAMP = 30.0  # seconds over which an account back from a cooldown takes all new sessions
 LOW_HEADROOM = 0.05  # below this share left, new sessions go elsewhere
+
+
+class HealthView(NamedTuple):
+    state: State
+    reason: str | None
+    until: float | None  # when a cooldown ends
 
 
 @dataclass(slots=True)
@@ -161,20 +172,34 @@ class Health:
     def disable(self, alias: str, reason: str, now: float) -> None:
         self._apply(alias, self._get(alias, now), Event.DISABLE, now, None, reason)
 
-    def enable(self, alias: str, now: float) -> None:
-        self._apply(alias, self._get(alias, now), Event.ENABLE, now, None)
+    def enable(self, alias: str, now: float) -> bool:
+        """False when the accounts file keeps it out (only the file can put it back)."""
+        h = self._get(alias, now)
+        if h.reason == DISABLED_BY_FILE:
+            return False
+        self._apply(alias, h, Event.ENABLE, now, None)
+        return True
 
     def changed(self, alias: str, now: float) -> None:
         """The account's entry in the accounts file changed: a revoked key may be fixed."""
         self._apply(alias, self._get(alias, now), Event.CHANGED, now, None)
 
-    def new_accounts(self, before: Iterable[Any], after: Iterable[Any], now: float) -> None:
-        """The accounts file was (re)loaded: changed entries get a fresh start, gone ones go."""
+    def new_accounts(self, before: Iterable[Account], after: Iterable[Account],
+                     now: float) -> None:
+        """The accounts file was (re)loaded: changed entries get a fresh start, gone ones go,
+        and `enabled: false` takes an account out like an operator's disable would (this
+        proxy's file says so: it is not shared with other proxies)."""
         old = {a.alias: a for a in before}
         after = list(after)
-        for a in after:
-            if a.alias in old and old[a.alias] != a:
-                self.changed(a.alias, now)
+        share, self.on_change = self.on_change, None
+        try:
+            for a in after:
+                if a.alias in old and old[a.alias] != a:
+                    self.changed(a.alias, now)
+                if not a.enabled:
+                    self.disable(a.alias, DISABLED_BY_FILE, now)
+        finally:
+            self.on_change = share
         self.forget(a.alias for a in after)
 
     def forget(self, keep: Iterable[str]) -> None:
@@ -188,7 +213,8 @@ class Health:
         """Accounts that are not healthy, JSON-able: a restart keeps cooldowns and disabled."""
         return {alias: {"state": h.state.value, "reason": h.reason, "until": h.until,
                         "failures": h.failures}
-                for alias, h in self._accounts.items() if h.state is not State.HEALTHY}
+                for alias, h in self._accounts.items()
+                if h.state is not State.HEALTHY and h.reason != DISABLED_BY_FILE}
 
     def import_state(self, data: Any, now: float) -> None:
         if not isinstance(data, dict):
@@ -201,6 +227,9 @@ class Health:
                                   int(d.get("failures", 0)))
             except (KeyError, TypeError, ValueError):
                 continue  # an unreadable entry: that account starts healthy
+            current = self._accounts.get(str(alias))
+            if current is not None and current.reason == DISABLED_BY_FILE:
+                continue  # today's file has the say
             if state is not State.HEALTHY and (h.until is None or h.until > now
                                                or state is State.DISABLED):
                 self._accounts[str(alias)] = h
@@ -230,7 +259,7 @@ class Health:
               and h.state is not State.DISABLED and (h.until or 0.0) < until):
             h.state, h.reason, h.until, h.recovered = State.COOLING, reason, until, None
         elif (state is State.HEALTHY and event == Event.ENABLE.value
-              and h.state is not State.HEALTHY):
+              and h.state is not State.HEALTHY and h.reason != DISABLED_BY_FILE):
             h.state, h.reason, h.until, h.failures, h.recovered = (
                 State.HEALTHY, None, None, 0, None)
         else:
@@ -252,9 +281,9 @@ class Health:
             return self.rng() < (now - h.recovered) / RAMP
         return True
 
-    def describe(self, alias: str, now: float) -> dict[str, object]:
+    def describe(self, alias: str, now: float) -> HealthView:
         h = self._get(alias, now)
-        return {"state": h.state.value, "reason": h.reason, "until": h.until}
+        return HealthView(h.state, h.reason, h.until)
 
     def retry_after(self, aliases: Iterable[str], now: float) -> float | None:
         """Seconds until the first of these accounts stops cooling (None: none is cooling)."""

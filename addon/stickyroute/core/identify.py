@@ -1,9 +1,11 @@
-"""Step 2: which conversation a request belongs to (DESIGN.md, "Session identity").
+"""Step 2: which conversation a request belongs to.
 
-First match wins: explicit header, client session headers, body fields, (chain: see chains),
-derived hash, nothing. Keys are namespaced by provider family and by a hash of the client's own
-credential, so two clients that happen to use the same id never share a pin. Pure code: it must
-never raise on any input, whatever the body holds.
+First match wins: the explicit `x-sticky-session` header, client session headers, body fields,
+(a known response chain: chains.py), a derived hash, nothing. Keys are
+`provider/client/value`, namespaced by provider family and by a hash of the client's own
+credential, so two clients that happen to use the same id never share a pin; `value` may itself
+contain '/', so keys are split with `split_key` only. Pure code: it must never raise on any
+input, whatever the body holds.
 """
 
 from __future__ import annotations
@@ -39,10 +41,35 @@ class SessionId(NamedTuple):
 
     @property
     def short(self) -> str:
-        """A short display form for logs: the value's last 8 characters, printable ASCII only
-        (a client's header must not put raw bytes or terminal escapes into our log)."""
-        tail = self.key.rsplit("/", 1)[-1][-8:]
-        return "".join(c if c.isascii() and c.isprintable() else "?" for c in tail)
+        return short_form(self.key)
+
+
+SHORT = 8  # characters of a session's value shown in log lines and views
+
+
+class SessionKey(NamedTuple):
+    provider: str
+    client: str
+    value: str
+
+
+def split_key(key: str) -> SessionKey | None:
+    """The parts of a namespaced key (None for anything that is not one)."""
+    parts = key.split("/", 2)
+    return SessionKey(*parts) if len(parts) == 3 else None
+
+
+def key_value(key: str) -> str:
+    """The client's own id in a session key (the whole key when it is not namespaced)."""
+    parts = split_key(key)
+    return parts.value if parts else key
+
+
+def short_form(key: str) -> str:
+    """A short display form for logs: the value's last 8 characters, printable ASCII only
+    (a client's header must not put raw bytes or terminal escapes into our log)."""
+    tail = key_value(key)[-SHORT:]
+    return "".join(c if c.isascii() and c.isprintable() else "?" for c in tail)
 
 
 def client_identity(headers: Mapping[str, str]) -> str:
@@ -148,10 +175,9 @@ def identify(
     headers: Mapping[str, str],
     body: Mapping[str, Any] | None,
     extra_headers: Iterable[str] = (),
-    use_derived: bool = True,
     client: str | None = None,
 ) -> SessionId | None:
-    """Steps 1, 2, 3, 5 of the identity order; None means step 6 (not pinned).
+    """The identity order without the chain (chains.py); None means not pinned.
 
     `client` overrides the client namespace (a gate client, or a replayed flow's original).
     """
@@ -159,7 +185,7 @@ def identify(
     found = from_headers(headers, extra_headers)
     if found is None and body is not None:
         found = from_body(body)
-        if found is None and use_derived:
+        if found is None:
             value = derived(provider, body)
             if value:
                 found = (value, "derived")

@@ -7,8 +7,9 @@ them. Counters only grow; gauges (in-flight) go up and down and must return to 0
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+
+from stickyroute.config.accounts import Account
 
 
 @dataclass(slots=True)
@@ -28,14 +29,9 @@ class AccountStats:
         self.affinity[affinity] = self.affinity.get(affinity, 0) + 1
 
     @property
-    def cache_ratio(self) -> float | None:
-        """Cached share of input tokens (None before any usage was seen)."""
-        return self.tokens_cached / self.tokens_in if self.tokens_in else None
-
-    def as_dict(self) -> dict[str, object]:
-        d = asdict(self)
-        d["cache_ratio"] = self.cache_ratio
-        return d
+    def cache_percent(self) -> float | None:
+        """Cached share of input tokens in percent (None before any usage was seen)."""
+        return cache_percent(self.tokens_cached, self.tokens_in)
 
 
 class Ledger:
@@ -50,21 +46,11 @@ class Ledger:
             stats = self.accounts[alias] = AccountStats()
         return stats
 
-    def inflight(self, accounts: Iterable[Any]) -> dict[str, int]:
+    def inflight(self, accounts: Iterable[Account]) -> dict[str, int]:
         """In-flight requests per alias of these accounts (for least-inflight)."""
         return {a.alias: self[a.alias].inflight for a in accounts}
 
-@dataclass(slots=True)
-class SweepStats:
-    """How long the pin sweeps took (metrics read it; the sweep runs off the hot path)."""
 
-    count: int = 0
-    seconds: float = 0.0
-    last_seconds: float = 0.0
-    removed: int = 0
-
-    def add(self, seconds: float, removed: int) -> None:
-        self.count += 1
-        self.seconds += seconds
-        self.last_seconds = seconds
-        self.removed += removed
+def cache_percent(cached: int, total: int) -> float | None:
+    """The cached share of input tokens, in percent to one decimal, as every view shows it."""
+    return round(100 * cached / total, 1) if total else None

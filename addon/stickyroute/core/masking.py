@@ -1,4 +1,4 @@
-"""What a stored flow shows instead of an account's credential, and loose file permissions.
+"""What a stored flow shows instead of an account's credential.
 
 Once a request has gone upstream, its account headers are replaced by `[stickyroute:ALIAS]`
 (`Bearer [stickyroute:ALIAS]` for a bearer token), so mitmweb, `-w` flow files and exports
@@ -8,8 +8,6 @@ any header carrying one is dropped before a (replayed) request leaves the proxy.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Iterable, MutableMapping
 
 MARK = "[stickyroute:"
@@ -44,16 +42,3 @@ def drop_masked(headers: MutableMapping[str, str]) -> list[str]:
         if name in headers:
             del headers[name]
     return names
-
-
-def loose_permissions(paths: Iterable[str]) -> list[tuple[str, str]]:
-    """(path, mode like '0644') of every file that group or others may read or write."""
-    out = []
-    for path in paths:
-        try:
-            mode = os.stat(path).st_mode
-        except OSError:
-            continue
-        if stat.S_IMODE(mode) & 0o077:
-            out.append((path, f"{stat.S_IMODE(mode):04o}"))
-    return out

@@ -8,9 +8,8 @@ passed in, read once per operation by the caller.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -28,14 +27,6 @@ class Pin:
     moves: int = 0
     extra: dict[str, object] | None = None  # made on first use: an empty dict is 64 B a pin
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "session": self.session, "alias": self.alias, "created": self.created,
-            "last_used": self.last_used, "requests": self.requests, "tokens_in": self.tokens_in,
-            "tokens_out": self.tokens_out, "tokens_cached": self.tokens_cached,
-            "cost_micros": self.cost_micros, "moves": self.moves,
-        }
-
 
 class PinTable:
     def __init__(
@@ -43,12 +34,10 @@ class PinTable:
         idle_timeout: float = 3600,
         max_age: float = 86400,
         max_size: int = 100_000,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.idle_timeout = idle_timeout
         self.max_age = max_age
         self.max_size = max_size
-        self.clock = clock
         self._by_use: OrderedDict[str, Pin] = OrderedDict()
         self._by_birth: deque[tuple[float, str]] = deque()
         self._per_alias: dict[str, int] = {}
@@ -98,12 +87,6 @@ class PinTable:
             self._count(lru.alias, -1)
             evicted.append(lru)
         return pin, evicted
-
-    def restore(self, pin: Pin) -> None:
-        """Insert a pin loaded from a store, keeping its times (oldest restored first)."""
-        if pin.session in self._by_use:
-            self._drop(pin.session)
-        self._insert(pin)
 
     def restore_all(self, pins: list[Pin], now: float) -> int:
         """Load saved pins into an empty table, dropping expired ones; returns how many live.
@@ -184,3 +167,19 @@ class PinTable:
             self._per_alias[alias] = n
         else:
             self._per_alias.pop(alias, None)
+
+
+@dataclass(slots=True)
+class SweepStats:
+    """How long the pin sweeps took (metrics read it; the sweep runs off the hot path)."""
+
+    count: int = 0
+    seconds: float = 0.0
+    last_seconds: float = 0.0
+    removed: int = 0
+
+    def add(self, seconds: float, removed: int) -> None:
+        self.count += 1
+        self.seconds += seconds
+        self.last_seconds = seconds
+        self.removed += removed

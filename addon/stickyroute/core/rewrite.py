@@ -114,8 +114,9 @@ def state_is_portable(body: dict[str, Any] | None) -> bool:
 
 def reasoning_key(item: dict[str, Any]) -> str:
     """What identifies a reasoning item across turns: its id, else its encrypted blob's hash."""
-    if isinstance(item.get("id"), str):
-        return item["id"]  # type: ignore[no-any-return]
+    rid = item.get("id")
+    if isinstance(rid, str):
+        return rid
     return "sha256:" + hashlib.sha256(str(item.get("encrypted_content")).encode()).hexdigest()
 
 

@@ -11,6 +11,9 @@ import zlib
 from collections.abc import Callable
 from typing import NamedTuple
 
+import brotli
+import zstandard
+
 MAX_EVENT = 16 * 1024 * 1024  # bytes one event may take (response.completed repeats the output)
 
 
@@ -121,17 +124,11 @@ def _step(coding: str) -> Callable[[bytes], bytes] | None:
     if coding == "deflate":
         return _Deflate().decompress
     if coding == "br":
-        try:
-            import brotli
-        except ImportError:
-            return None
-        return brotli.Decompressor().process  # type: ignore[no-any-return]
+        brotli_step: Callable[[bytes], bytes] = brotli.Decompressor().process
+        return brotli_step
     if coding == "zstd":
-        try:
-            import zstandard
-        except ImportError:
-            return None
-        return zstandard.ZstdDecompressor().decompressobj().decompress  # type: ignore[no-any-return]
+        zstd: Callable[[bytes], bytes] = zstandard.ZstdDecompressor().decompressobj().decompress
+        return zstd
     return None
 
 

@@ -10,17 +10,14 @@ Other state joins a store through `Section`: an object with export_state/import_
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from stickyroute.core.pins import Pin, PinTable
+from stickyroute.log import get_logger
 
-logger = logging.getLogger("stickyroute")
-
-STATE_FILE = "stickyroute-state.json"
+logger = get_logger(__name__)
 
 
 @runtime_checkable
@@ -41,7 +38,6 @@ class Local:
 
 
 class Store(Protocol):
-    kind: str  # memory | file | redis, for log lines
     shared: bool  # other proxies write too: new pins are claimed, not just written
 
     def open(self, local: Local, now: float) -> None:
@@ -83,11 +79,10 @@ class Store(Protocol):
 class MemoryStore:
     """Keeps nothing: state lives and dies with the process."""
 
-    kind = "memory"
     shared = False
 
     def open(self, local: Local, now: float) -> None:
-        logger.info("stickyroute: store: memory (pins are lost on restart)")
+        logger.info("store: memory (pins are lost on restart)")
 
     async def close(self, local: Local, now: float) -> None:
         return None
@@ -115,28 +110,3 @@ class MemoryStore:
 
     async def load_health(self) -> dict[str, dict[str, Any]]:
         return {}
-
-
-def store_target(spec: str, confdir: str) -> tuple[str, str]:
-    """('memory'|'file'|'redis', path or URL) for a sticky_store value."""
-    spec = spec.strip()
-    if spec == "memory":
-        return "memory", ""
-    if spec.startswith(("redis://", "rediss://", "unix://")):
-        return "redis", spec
-    if not spec:
-        return "file", os.path.join(os.path.expanduser(confdir), STATE_FILE)
-    return "file", os.path.abspath(os.path.expanduser(spec))
-
-
-def make_store(spec: str, confdir: str, prefix: str, timeout: float = 0.1) -> Store:
-    kind, target = store_target(spec, confdir)
-    if kind == "redis":
-        from .redis import RedisStore
-
-        return RedisStore(target, prefix, timeout=timeout)
-    if kind == "file":
-        from .file import FileStore
-
-        return FileStore(target)
-    return MemoryStore()

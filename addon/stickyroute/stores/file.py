@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import logging
 import os
 import tempfile
 import time
@@ -19,17 +17,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from stickyroute.core.pins import Pin
+from stickyroute.log import get_logger
 
 from . import snapshot
 from .base import Local
 
-logger = logging.getLogger("stickyroute")
+logger = get_logger(__name__)
 
 SNAPSHOT_INTERVAL = 5.0  # seconds between snapshots while something changes
 
 
 class FileStore:
-    kind = "file"
     shared = False
 
     def __init__(self, path: str) -> None:
@@ -39,7 +37,6 @@ class FileStore:
         self._lock = asyncio.Lock()
         self._failing = False
         self._last_save = float("-inf")
-        self.last_save_seconds: float | None = None
 
     # ---- start ---------------------------------------------------------------------------
     def open(self, local: Local, now: float) -> None:
@@ -48,17 +45,17 @@ class FileStore:
             with open(self.path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
-            logger.info("stickyroute: store: file %s (new)", self.path)
+            logger.info("store: file %s (new)", self.path)
             return
         except OSError as e:
-            logger.warning("stickyroute: store: cannot read %s (%s); starting empty",
+            logger.warning("store: cannot read %s (%s); starting empty",
                            self.path, e.strerror or e)
             return
         try:
             pins, sections, skipped = snapshot.decode(data)
         except snapshot.StateFileError as e:
             aside = self._move_aside()
-            logger.warning("stickyroute: store: %s is unusable (%s); %s; starting with no pins",
+            logger.warning("store: %s is unusable (%s); %s; starting with no pins",
                            self.path, e, f"moved it to {aside}" if aside else "left it in place")
             return
         live = local.pins.restore_all(pins, now)
@@ -67,8 +64,8 @@ class FileStore:
                 try:
                     section.import_state(sections[name], now)
                 except Exception as e:  # one bad section must not cost the pins
-                    logger.warning("stickyroute: store: ignoring saved %s: %s", name, e)
-        logger.info("stickyroute: store: file %s: restored %d pins (%d expired, %d unreadable "
+                    logger.warning("store: ignoring saved %s: %s", name, e)
+        logger.info("store: file %s: restored %d pins (%d expired, %d unreadable "
                     "dropped)", self.path, live, len(pins) - live, skipped)
 
     def _move_aside(self) -> str | None:
@@ -76,7 +73,7 @@ class FileStore:
         try:
             os.replace(self.path, aside)
         except OSError as e:
-            logger.warning("stickyroute: store: cannot move %s aside: %s", self.path, e)
+            logger.warning("store: cannot move %s aside: %s", self.path, e)
             return None
         return aside
 
@@ -95,36 +92,29 @@ class FileStore:
         """Snapshot the state; yields to the event loop between slices of pins."""
         async with self._lock:
             mark = self._changes
-            started = time.perf_counter()
             sections = {}
             for name, section in local.sections.items():
                 try:
                     sections[name] = section.export_state()
                 except Exception as e:
-                    logger.warning("stickyroute: store: cannot save %s: %s", name, e)
-            parts = [snapshot.head(sections, now).encode()]
-            pins = iter(local.pins)  # a copy of the order: the table may change meanwhile
-            first = True
-            while rows := [snapshot.pin_row(p) for p in itertools.islice(pins, snapshot.CHUNK)]:
-                # Rows live one slice at a time: no long-lived garbage for the collector.
-                parts.append(snapshot.row_slice(rows, first).encode())
-                first = False
-                await asyncio.sleep(0)
-            parts.append(snapshot.TAIL.encode())
+                    logger.warning("store: cannot save %s: %s", name, e)
+            parts = []
+            for text in snapshot.encode(local.pins, sections, now):
+                parts.append(text.encode())
+                await asyncio.sleep(0)  # a large table is encoded between requests
             try:
                 await asyncio.to_thread(write_atomic, self.path, parts)
             except OSError as e:
                 if not self._failing:
-                    logger.warning("stickyroute: store: cannot write %s: %s (pins stay in "
+                    logger.warning("store: cannot write %s: %s (pins stay in "
                                    "memory; retrying)", self.path, e)
                 self._failing = True
                 return False
             if self._failing:
-                logger.info("stickyroute: store: writing %s works again", self.path)
+                logger.info("store: writing %s works again", self.path)
             self._failing = False
             self._saved_changes = mark
             self._last_save = now
-            self.last_save_seconds = time.perf_counter() - started
             return True
 
     # ---- not shared: the rest is local ---------------------------------------------------

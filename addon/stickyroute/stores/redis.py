@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -26,17 +25,22 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from stickyroute.core.pins import Pin
+from stickyroute.log import get_logger
 
 from .base import Local
-from .budget import HARD_TIMEOUT, TIMEOUT, within
 from .redislayout import PIN_SCRIPT, Keys, parse_pin_value, pin_value
 
-logger = logging.getLogger("stickyroute")
+logger = get_logger(__name__)
 
 DOWN_AFTER = 2  # consecutive failed calls before the store counts Redis as down
 BACKOFF = (0.5, 30.0)
 BATCH = 1000  # pins per pipeline when flushing
 MAX_WRITES = 100_000  # queued chain/health writes kept while Redis is down (newer ones dropped)
+# A request waits about `timeout` (sticky_store_timeout) for Redis. Time the event loop itself
+# spent elsewhere (a burst of TLS handshakes can hold it for 100+ ms) is not held against
+# Redis, up to HARD_TIMEOUT.
+TIMEOUT = 0.1
+HARD_TIMEOUT = 0.5
 
 class RedisStore:
     kind = "redis"
@@ -67,6 +71,7 @@ class RedisStore:
         self._sending = False  # a send of the queued writes is scheduled
         self._counts: dict[str, int] = {}
         self._claims: list[tuple[Pin, asyncio.Future[Any]]] = []  # sent together, next turn
+        self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
         self.adopted = 0  # pins this proxy had to give up to another proxy's claim
 
     # ---- plumbing ------------------------------------------------------------------------
@@ -95,13 +100,18 @@ class RedisStore:
         row, or a probe that fails, is."""
         self._failures += 1
         if self.up and self._failures >= DOWN_AFTER:
-            logger.warning("stickyroute: store: redis %s unavailable (%s); routing from local "
+            logger.warning("store: redis %s unavailable (%s); routing from local "
                            "memory and retrying in the background", self._where(),
                            type(error).__name__ or error)
             self._backoff = BACKOFF[0]
             self.up = False
             self._sha = None
             self._retry_at = self.clock() + self._backoff
+
+    def _spawn(self, job: Callable[[], Awaitable[None]]) -> None:
+        task = asyncio.ensure_future(job())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _where(self) -> str:
         return self.url.split("@")[-1]  # never log a password in the URL
@@ -113,7 +123,7 @@ class RedisStore:
     # ---- lifecycle -----------------------------------------------------------------------
     def open(self, local: Local, now: float) -> None:
         self.idle_timeout, self.max_age = local.pins.idle_timeout, local.pins.max_age
-        logger.info("stickyroute: store: redis %s (prefix %r)", self._where(), self.prefix)
+        logger.info("store: redis %s (prefix %r)", self._where(), self.prefix)
 
     async def tick(self, local: Local, now: float) -> None:
         self.idle_timeout, self.max_age = local.pins.idle_timeout, local.pins.max_age
@@ -128,7 +138,7 @@ class RedisStore:
         if not was_up:
             self.up = True
             self._touched.update({p.session: p for p in local.pins})  # re-sync all we know
-            logger.info("stickyroute: store: redis %s is back; re-syncing %d local pins",
+            logger.info("store: redis %s is back; re-syncing %d local pins",
                         self._where(), len(self._touched))
         await self.flush(local, now)
         await self._refresh_counts(local, now)
@@ -144,8 +154,7 @@ class RedisStore:
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._claims.append((pin, answer))
         if len(self._claims) == 1:  # claims of one loop turn share one pipeline round trip
-            asyncio.get_running_loop().call_soon(
-                lambda: asyncio.ensure_future(self._send_claims()))
+            asyncio.get_running_loop().call_soon(self._spawn, self._send_claims)
         result = await answer
         if result is None:
             return None
@@ -269,7 +278,7 @@ class RedisStore:
         except RuntimeError:
             return  # no loop (a unit test): the next flush sends them
         self._sending = True
-        loop.call_soon(lambda: asyncio.ensure_future(self._send_writes()))
+        loop.call_soon(self._spawn, self._send_writes)
 
     async def _send_writes(self) -> None:
         self._sending = False
@@ -297,3 +306,20 @@ def _take(pending: dict[str, Pin], n: int) -> list[Pin]:
     while pending and len(out) < n:
         out.append(pending.pop(next(iter(pending))))
     return out
+
+
+async def within[T](job: Awaitable[T], timeout: float = TIMEOUT) -> T:
+    """`job` within `timeout` of Redis time: while our own timer fires late (the loop was busy),
+    the wait is extended, never past HARD_TIMEOUT."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(job)
+    hard = loop.time() + HARD_TIMEOUT
+    while True:
+        started = loop.time()
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if done:
+            return task.result()
+        now = loop.time()
+        if now - started - timeout < timeout / 2 or now >= hard:
+            task.cancel()
+            raise TimeoutError("redis did not answer in time")

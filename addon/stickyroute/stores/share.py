@@ -1,4 +1,9 @@
-"""Chains and account health shared through a shared store (Redis), beside the pins.
+"""What several proxies share through a shared store (Redis) besides pins: who claims a new
+conversation, response-id chains, and account health. No mitmproxy import.
+
+Claims: concurrent first requests of one conversation in this proxy must not each claim (they
+could win different accounts); the first claims, the others await its answer. Across proxies
+the store decides (first writer wins).
 
 Chains: every chain id this proxy learns is also noted in the store (batched, never awaited);
 a request whose previous_response_id this proxy does not know asks the store once, within the
@@ -8,23 +13,66 @@ previous_response_id never wait for the store.
 Health: every change of an account's state (not a cooldown running out) is noted in the store;
 the store tick reads all accounts' last changes and merges the ones this proxy has not seen
 (Health.merge: the later cooldown end wins, a disable or an operator's enable applies
-everywhere). No mitmproxy import.
+everywhere).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
 
+from stickyroute.config.accounts import Account
 from stickyroute.core.chains import ChainMap
+from stickyroute.core.choose import Chooser
 from stickyroute.core.health import Event, Health
+from stickyroute.core.pins import Pin, PinTable
+from stickyroute.log import get_logger
 
 from .base import Store
 
-logger = logging.getLogger("stickyroute")
+logger = get_logger(__name__)
 
-MAX_ID = 256  # longer ids are not looked up in the store (real ones are ~50 characters)
+
+# ---- claims ------------------------------------------------------------------------------
+class Claims:
+    def __init__(self) -> None:
+        self._pending: dict[str, asyncio.Future[str | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    async def settle(self, key: str, candidates: Sequence[Account], chooser: Chooser,
+                     pins: PinTable, store: Store, now: float) -> str | None:
+        """The alias this new session goes to (None: no candidate, or the claim failed)."""
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await pending
+        pending = self._pending[key] = asyncio.get_running_loop().create_future()
+        alias = None
+        try:
+            alias = await _claim(key, candidates, chooser, pins, store, now)
+        except Exception:
+            logger.exception("store: claim failed; routing locally")
+        finally:
+            del self._pending[key]
+            pending.set_result(alias)
+        return alias
+
+
+async def _claim(key: str, candidates: Sequence[Account], chooser: Chooser, pins: PinTable,
+                 store: Store, now: float) -> str | None:
+    shared: Mapping[str, int] | None = store.shared_sessions()
+    account = chooser.choose(candidates,
+                             shared if shared is not None else pins.sessions_per_alias())
+    if account is None:
+        return None
+    result = await store.claim(Pin(key, account.alias, created=now, last_used=now))
+    if result is None:
+        return str(account.alias)  # the store did not answer in time: route from memory
+    pin, ours = result
+    if not ours:
+        pins.put(key, pin.alias, now)  # another proxy was first: follow it
+    return pin.alias
 
 
 # ---- chains ------------------------------------------------------------------------------
@@ -34,22 +82,13 @@ def publish_chain(store: Store, namespace: str, ids: Iterable[str], session: str
         store.save_chain(f"{namespace}/{id_}", session, alias, ttl)
 
 
-def unknown_previous(chains: ChainMap, store: Store, namespace: str, body: Mapping[str, Any],
-                     now: float) -> str | None:
-    """The previous_response_id to ask a shared store about: one this proxy does not know."""
-    prev = body.get("previous_response_id")
-    if not store.shared or not isinstance(prev, str) or not prev or len(prev) > MAX_ID:
-        return None
-    return prev if chains.get(namespace, prev, now) is None else None
-
-
 async def fetch_chain(chains: ChainMap, store: Store, namespace: str, prev: str,
                       now: float) -> bool:
     """Ask the store for a chain another proxy learned; learn it here when found."""
     try:
         found = await store.load_chain(f"{namespace}/{prev}")
     except Exception:
-        logger.exception("stickyroute: store: chain lookup failed; routing locally")
+        logger.exception("store: chain lookup failed; routing locally")
         return False
     if found is None:
         return False
@@ -64,7 +103,6 @@ class HealthSync:
 
     def __init__(self) -> None:
         self.seen: dict[str, float] = {}  # alias -> `at` of the last change sent or merged
-        self.merged = 0
 
     def publish(self, health: Health, store: Store, alias: str, event: Event,
                 now: float) -> None:
@@ -89,7 +127,6 @@ class HealthSync:
             self.seen[alias] = float(at)
             if health.merge(alias, d, now):
                 n += 1
-                logger.info("stickyroute: account %s is %s (shared by another proxy: %s)",
+                logger.info("account %s is %s (shared by another proxy: %s)",
                             alias, d.get("state"), d.get("reason"))
-        self.merged += n
         return n

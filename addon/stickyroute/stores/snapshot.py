@@ -9,8 +9,10 @@ by alias only.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from stickyroute.core.ledger import AccountStats, Ledger
@@ -32,24 +34,22 @@ def pin_row(pin: Pin) -> list[Any]:
             pin.tokens_out, pin.tokens_cached, pin.cost_micros, pin.moves]
 
 
-def encode(rows: list[list[Any]], sections: Mapping[str, Any], saved: float) -> Iterator[str]:
-    """The whole file's text in slices (FileStore.save builds the same slices as it goes)."""
-    yield head(sections, saved)
-    for start in range(0, len(rows), CHUNK):
-        yield row_slice(rows[start:start + CHUNK], first=start == 0)
+def encode(pins: Iterable[Pin], sections: Mapping[str, Any], saved: float) -> Iterator[str]:
+    """The whole file's text in slices of CHUNK pins, built as the caller iterates (a slice's
+    rows live only while it is encoded: no long-lived garbage for the collector)."""
+    yield _head(sections, saved)
+    rows = iter(pins)
+    first = True
+    while chunk := [pin_row(p) for p in itertools.islice(rows, CHUNK)]:
+        yield ("" if first else ",") + "\n" + json.dumps(chunk, separators=(",", ":"))[1:-1]
+        first = False
     yield TAIL
 
 
-def head(sections: Mapping[str, Any], saved: float) -> str:
+def _head(sections: Mapping[str, Any], saved: float) -> str:
     doc = {"format": FORMAT, "version": VERSION, "saved": saved, "pin_fields": PIN_FIELDS,
            "sections": dict(sections)}
     return json.dumps(doc, separators=(",", ":"))[:-1] + ',"pins":['
-
-
-def row_slice(rows: list[list[Any]], first: bool) -> str:
-    if not rows:
-        return ""
-    return ("" if first else ",") + "\n" + json.dumps(rows, separators=(",", ":"))[1:-1]
 
 
 TAIL = "\n]}\n"
@@ -100,6 +100,9 @@ def _pin(row: Any, index: list[int] | None, width: int) -> Pin | None:
         return None
 
 
+SAVED_COUNTERS = tuple(f.name for f in dataclasses.fields(AccountStats) if f.name != "inflight")
+
+
 class LedgerSection:
     """The per-account counters as a saved section (gauges such as in-flight are not saved)."""
 
@@ -107,18 +110,13 @@ class LedgerSection:
         self.ledger = ledger
 
     def export_state(self) -> Any:
-        out = {}
-        for alias, stats in self.ledger.accounts.items():
-            saved = stats.as_dict()
-            saved.pop("cache_ratio", None)
-            saved.pop("inflight", None)
-            out[alias] = saved
-        return out
+        return {alias: {name: getattr(stats, name) for name in SAVED_COUNTERS}
+                for alias, stats in self.ledger.accounts.items()}
 
     def import_state(self, data: Any, now: float) -> None:
         if not isinstance(data, dict):
             return
-        known = set(AccountStats.__dataclass_fields__) - {"inflight"}
+        known = set(SAVED_COUNTERS)
         for alias, saved in data.items():
             if not isinstance(saved, dict):
                 continue

@@ -1,0 +1,83 @@
+"""The one State the addons share: settings, accounts, the routing tables, the store, the clock.
+
+Built once in `make_addons()` and handed to every addon, view, metric and API handler, which
+all type against it. It owns no behaviour beyond taking new settings and new accounts into
+service; what happens on traffic is the core's and the glue's. No mitmproxy import.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from stickyroute.config.accounts import AccountSet
+from stickyroute.config.settings import Settings
+from stickyroute.core.chains import ChainMap
+from stickyroute.core.choose import Chooser
+from stickyroute.core.health import Health
+from stickyroute.core.ledger import Ledger
+from stickyroute.core.pins import PinTable, SweepStats
+from stickyroute.core.prices import PriceTable
+from stickyroute.stores.base import MemoryStore, Store
+from stickyroute.stores.share import Claims
+
+
+@dataclass(eq=False)
+class State:
+    clock: Callable[[], float] = time.time
+    settings: Settings = field(default_factory=Settings.defaults)
+    accounts: AccountSet = field(default_factory=AccountSet)
+    pins: PinTable = field(default_factory=PinTable)
+    chains: ChainMap = field(default_factory=ChainMap)
+    health: Health = field(default_factory=Health)  # the one place accounts leave rotation
+    ledger: Ledger = field(default_factory=Ledger)
+    prices: PriceTable = field(default_factory=PriceTable)
+    chooser: Chooser = field(default_factory=Chooser)
+    store: Store = field(default_factory=MemoryStore)  # Persistence opens the configured one
+    claims: Claims = field(default_factory=Claims)
+    sweeps: SweepStats = field(default_factory=SweepStats)
+    started: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.started = self.started or self.clock()
+        self.use_settings(self.settings)
+
+    @property
+    def shared(self) -> bool:
+        """Other proxies write the same store: new pins are claimed, unknown chains asked."""
+        return self.store.shared
+
+    def use_settings(self, settings: Settings) -> None:
+        self.settings = settings
+        if self.chooser.strategy != settings.strategy:
+            self.chooser = Chooser(settings.strategy)
+        self.pins.idle_timeout = settings.idle_timeout
+        self.pins.max_age = settings.max_age
+        self.pins.max_size = settings.max_sessions
+        self.chains.ttl = settings.max_age
+        self.chains.max_size = 4 * settings.max_sessions
+
+    def use_accounts(self, accounts: AccountSet) -> None:
+        self.health.new_accounts(self.accounts.accounts, accounts.accounts, self.clock())
+        self.accounts = accounts
+        self.prices = PriceTable(accounts.prices)
+
+
+class Kept[T]:
+    """Values by flow id while their flow is in flight, bounded should a flow never end."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._items: dict[str, T] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def keep(self, key: str, value: T) -> None:
+        self._items[key] = value
+        if len(self._items) > self.limit:
+            self._items.pop(next(iter(self._items)))  # the oldest
+
+    def pop(self, key: str) -> T | None:
+        return self._items.pop(key, None)
