@@ -36,14 +36,17 @@ web *ARGS: setup
 demo: setup
     "{{py}}" -m demo
 
-# the test suite (unit + end-to-end with real mitmdump, SDK clients, redis-server)
+# the test suite (the import contracts, then unit + end-to-end with real mitmdump, SDK
+# clients, redis-server)
 test *ARGS: setup
+    "{{venv}}/bin/lint-imports" --no-cache
     "{{py}}" -m pytest {{ARGS}}
 
-# ruff + mypy
+# ruff, mypy (strict) and the import contracts (pyproject.toml [tool.importlinter])
 lint: setup
     "{{py}}" -m ruff check addon tests fakeapi demo bench devtools
     "{{py}}" -m mypy addon/stickyroute
+    "{{venv}}/bin/lint-imports" --no-cache
 
 # cache economics + overhead + table scale report (bench/results/latest.md); --quick, --smoke
 bench *ARGS: setup

@@ -12,18 +12,42 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from . import anthropic_api, openai_api
+from .accounts import AccountState
 from .bodies import decode, json_or_none
-from .faults import ERROR_KINDS, Fault
+from .faults import ERROR_KINDS, Fault, FaultTable
 from .log import new_entry, note_body
 from .wire import Call, Reply, anthropic_error, fault_reply, openai_error, unauthorized
+from .ws import serve_websocket
 
-if TYPE_CHECKING:
-    from .upstream import FakeUpstream
+
+class Upstream(Protocol):
+    """What the handler asks of the FakeUpstream that owns all state (behind `lock`)."""
+
+    lock: AbstractContextManager[Any]
+    faults: FaultTable
+
+    def account(self, name: str) -> AccountState: ...
+    def authenticate(self, family: str, headers: Mapping[str, str]) -> tuple[str | None, str]: ...
+    def record(self, entry: dict[str, Any]) -> None: ...
+    def track(self, conn: Any, alive: bool) -> None: ...
+    def stall_event(self) -> threading.Event: ...
+    # the control endpoints (/_fake/...) other processes use
+    def requests(self, **match: Any) -> list[dict[str, Any]]: ...
+    def reset(self) -> None: ...
+    def reset_log(self) -> None: ...
+    def release_stalls(self) -> None: ...
+    def add_fault(self, account: str | None = None, kind: str = "429", count: int = 1,
+                  retry_after: float | None = None, delay: float = 0.0,
+                  path: str | None = None) -> Fault: ...
+    def clear_faults(self) -> None: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +73,7 @@ class FakeHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     @property
-    def upstream(self) -> FakeUpstream:
+    def upstream(self) -> Upstream:
         return self.server.upstream  # type: ignore[attr-defined,no-any-return]
 
     def setup(self) -> None:
@@ -88,8 +112,6 @@ class FakeHandler(BaseHTTPRequestHandler):
             self._send(self._control(split.path, split.query, raw), entry=None)
             return
         if headers.get("upgrade", "").lower() == "websocket" and ("POST", split.path) in ROUTES:
-            from .ws import serve_websocket  # the Responses API's WebSocket transport
-
             serve_websocket(self, ROUTES["POST", split.path][1], headers, entry)
             return
         reply = self._answer(split.path, headers, raw, entry)

@@ -10,22 +10,44 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from io import BufferedIOBase
+from typing import Any, Protocol
 
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
 from . import openai_api
 from .log import new_entry, note_body
-from .wire import unauthorized
+from .wire import Reply, unauthorized
 
-if TYPE_CHECKING:
-    from .handler import FakeHandler
+
+class Authority(Protocol):
+    def authenticate(self, family: str, headers: Mapping[str, str]) -> tuple[str | None, str]: ...
+    def record(self, entry: dict[str, Any]) -> None: ...
+
+
+class Exchange(Protocol):
+    """The HTTP exchange a WebSocket was upgraded from (handler.FakeHandler)."""
+
+    path: str
+    rfile: Any  # a buffered reader (read1)
+    wfile: BufferedIOBase
+    close_connection: bool
+
+    @property
+    def upstream(self) -> Authority: ...
+    def send_response(self, code: int, message: str | None = None) -> None: ...
+    def send_header(self, keyword: str, value: str) -> None: ...
+    def end_headers(self) -> None: ...
+    def _send(self, reply: Reply, entry: dict[str, Any] | None) -> None: ...
+    def _call(self, endpoint: Callable[..., Reply], family: str, body: dict[str, Any],
+              headers: dict[str, str], account: str) -> Reply: ...
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
-def serve_websocket(handler: FakeHandler, family: str, headers: dict[str, str],
+def serve_websocket(handler: Exchange, family: str, headers: dict[str, str],
                     entry: dict[str, Any]) -> None:
     account, credential = handler.upstream.authenticate(family, headers)
     entry.update(api="responses", ws=True, account=account, credential=credential)
@@ -67,7 +89,7 @@ def serve_websocket(handler: FakeHandler, family: str, headers: dict[str, str],
             return
 
 
-def _turn(handler: FakeHandler, family: str, headers: dict[str, str], account: str,
+def _turn(handler: Exchange, family: str, headers: dict[str, str], account: str,
           text: str) -> list[str]:
     try:
         frame = json.loads(text)
