@@ -1,4 +1,4 @@
-"""Step 6a: what an upstream answer says about the account's health, per provider.
+"""Step 6 (learn): what an upstream answer says about the account's health, per provider.
 
 Pure: (status, headers, JSON error body) in, an Outcome out. It reads only status, rate-limit
 headers and the error's type/code; it must never copy a header value or body text that could
