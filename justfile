@@ -6,6 +6,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 venv := justfile_directory() / ".venv"
 py := venv / "bin" / "python"
 port := env_var_or_default("STICKY_PORT", "8080")
+listen := env_var_or_default("STICKY_LISTEN", "127.0.0.1")
 
 # list recipes
 default:
@@ -24,13 +25,13 @@ setup:
       touch "$stamp"
     fi
 
-# run the proxy on :8080 with accounts.yaml
+# run the proxy on 127.0.0.1:8080 (STICKY_LISTEN, STICKY_PORT) with accounts.yaml
 run *ARGS: setup
-    "{{venv}}/bin/mitmdump" -s addon/sticky.py --set sticky_accounts=accounts.yaml -p {{port}} {{ARGS}}
+    "{{venv}}/bin/mitmdump" -s addon/sticky.py --set sticky_accounts=accounts.yaml --listen-host {{listen}} -p {{port}} {{ARGS}}
 
-# run mitmweb (flows with stickyroute comments) on :8080, UI on :8081
+# run mitmweb (flows with stickyroute comments) on 127.0.0.1:8080, UI on :8081
 web *ARGS: setup
-    "{{venv}}/bin/mitmweb" -s addon/sticky.py --set sticky_accounts=accounts.yaml -p {{port}} {{ARGS}}
+    "{{venv}}/bin/mitmweb" -s addon/sticky.py --set sticky_accounts=accounts.yaml --listen-host {{listen}} -p {{port}} {{ARGS}}
 
 # offline demo: fake upstream + proxy + 3 accounts + 6 conversations, sticky vs not
 demo: setup

@@ -50,6 +50,21 @@ def find_free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def non_loopback_address() -> str | None:
+    """An IPv4 address of this machine that is not loopback (None when it has none): the
+    source address the kernel picks for a route out. A UDP connect sends no packet."""
+    for probe in ("192.0.2.1", "10.255.255.255", "203.0.113.1"):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.connect((probe, 9))
+            except OSError:
+                continue
+            address = str(s.getsockname()[0])
+        if not address.startswith("127.") and address != "0.0.0.0":
+            return address
+    return None
+
+
 def mitmdump_executable() -> str:
     """The console script of the running interpreter's environment (the venv's)."""
     sibling = Path(sys.executable).parent / "mitmdump"
@@ -85,6 +100,7 @@ class Mitmdump:
         port: int | None = None,
         env: Mapping[str, str] | None = None,
         extra_args: Iterable[str] = (),
+        listen_host: str = "127.0.0.1",
     ) -> None:
         self.scripts = [str(s) for s in scripts]
         self.options = dict(options or {})
@@ -92,6 +108,7 @@ class Mitmdump:
         self.port = port or find_free_port()
         self.env = dict(env or {})
         self.extra_args = list(extra_args)
+        self.listen_host = listen_host  # "" listens on every interface
         self.proc: subprocess.Popen[str] | None = None
         self._lines: list[str] = []
         self._lock = threading.Lock()
@@ -106,7 +123,7 @@ class Mitmdump:
         return self.confdir / "mitmproxy-ca-cert.pem"
 
     def command(self) -> list[str]:
-        args = [mitmdump_executable(), "--listen-host", "127.0.0.1", "-p", str(self.port)]
+        args = [mitmdump_executable(), "--listen-host", self.listen_host, "-p", str(self.port)]
         for script in self.scripts:
             args += ["-s", script]
         base = {"confdir": str(self.confdir), "connection_strategy": "lazy",

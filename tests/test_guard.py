@@ -228,6 +228,83 @@ def test_gate_replay_uses_the_recorded_client(tmp_path):
         assert f.response is None and f.request.headers["authorization"] == "Bearer sk-acct-oa"
 
 
+# ---- clients on other machines (no open relay) ----------------------------------------------
+
+def remote(f, host="192.0.2.7"):
+    f.client_conn.peername = (host, 50000)
+    return f
+
+
+def test_remote_clients_get_a_403_and_nothing_is_signed(tmp_path, caplog):
+    guard, sticky, p = start(tmp_path)
+    with taddons.context(*sticky) as tctx, caplog.at_level(logging.WARNING, "stickyroute"):
+        tctx.configure(sticky.options, sticky_accounts=str(p))
+        for host in ("192.0.2.7", "fd00::7", "::ffff:192.0.2.7"):
+            f = send(guard, sticky, remote(flow(headers=[("session-id", "s")]), host))
+            assert f.response.status_code == 403
+            assert f.response.json()["error"]["code"] == "remote_client_not_allowed"
+            assert f.request.headers["authorization"] == "Bearer client"  # never signed
+            assert "account" not in f.metadata["stickyroute"]
+        a = send(guard, sticky, remote(flow(host="api.anthropic.com", path="/v1/messages")))
+        assert a.response.status_code == 403
+        assert a.response.json()["error"]["type"] == "api_error"
+        other = send(guard, sticky, remote(flow(host="example.com")))
+        assert other.response is None  # not an account host: not ours to refuse
+
+        def said() -> list[str]:
+            return [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+
+        assert len(said()) == 3  # once per address: the Anthropic request said nothing new
+        send(guard, sticky, remote(flow()))
+        assert len(said()) == 3
+        sticky.state.clock.t += 61  # a minute later it is said again
+        send(guard, sticky, remote(flow()))
+        assert len(said()) == 4 and "from 192.0.2.7:" in said()[-1]
+        assert not any("sk-acct" in m for m in said())
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"])
+def test_loopback_clients_are_served(tmp_path, host):
+    guard, sticky, p = start(tmp_path)
+    with taddons.context(*sticky) as tctx:
+        tctx.configure(sticky.options, sticky_accounts=str(p))
+        f = send(guard, sticky, remote(flow(), host))
+        assert f.response is None and f.request.headers["authorization"].startswith(
+            "Bearer sk-acct-")
+
+
+def test_remote_clients_with_a_gate_token_or_when_allowed(tmp_path):
+    guard, sticky, p = start(tmp_path, GATED)
+    with taddons.context(*sticky) as tctx:
+        tctx.configure(sticky.options, sticky_accounts=str(p))
+        f = send(guard, sticky, remote(flow(auth="Bearer alice-token")))
+        assert f.response is None and f.metadata["stickyroute"]["account"] == "oa"
+        f = send(guard, sticky, remote(flow(auth="Bearer wrong")))
+        assert f.response.status_code == 401
+    guard, sticky, p = start(tmp_path)
+    with taddons.context(*sticky) as tctx:
+        tctx.configure(sticky.options, sticky_accounts=str(p), sticky_allow_remote=True)
+        f = send(guard, sticky, remote(flow()))
+        assert f.response is None and f.metadata["stickyroute"]["account"] in ("oa", "ob")
+
+
+def test_replays_and_local_capture_mode_count_as_this_machine(tmp_path):
+    from mitmproxy.proxy.mode_specs import ProxyMode
+
+    guard, sticky, p = start(tmp_path)
+    with taddons.context(*sticky) as tctx:
+        tctx.configure(sticky.options, sticky_accounts=str(p))
+        replay = remote(flow())
+        replay.is_replay = "request"
+        assert send(guard, sticky, replay).response is None
+        captured = remote(flow())
+        captured.client_conn.proxy_mode = ProxyMode.parse("local")
+        assert send(guard, sticky, captured).response is None
+        wireguard = remote(flow())
+        wireguard.client_conn.proxy_mode = ProxyMode.parse("wireguard")
+        assert send(guard, sticky, wireguard).response.status_code == 403
+
+
 def test_client_tokens_from_every_place():
     assert client_tokens({"authorization": "Bearer t1", "x-api-key": "t2"}, None) == ["t1", "t2"]
     basic = "Basic " + base64.b64encode(b"u:t3").decode()

@@ -1,10 +1,13 @@
-"""Glue for the credential guard: the client gate in front of routing, and masking behind it.
+"""Glue for the credential guard: who may spend the accounts in front of routing, and masking
+behind it.
 
-Runs BEFORE the route addon (make_addons). On the way in it drops any masked
-credential (a replayed flow's) and, when the accounts file has a `clients:` section, refuses a
-request to an account host from an unknown client with a provider-shaped 401. On the way back,
-once the request has gone upstream (response headers, response, error, WebSocket start), the
-account headers routing set are replaced by a masked form. Never raises on traffic.
+Runs BEFORE the route addon (make_addons). On the way in it drops any masked credential (a
+replayed flow's) and lets a request to an account host through only as core/admission.py
+says: clients on this machine, clients the `clients:` gate knows, or anyone when
+sticky_allow_remote is set; the rest get a provider-shaped 401/403, logged once a minute per
+address. On the way back, once the request has gone upstream (response headers, response,
+error, WebSocket start), the account headers routing set are replaced by a masked form. Never
+raises on traffic; on an internal error it refuses rather than sign for an unchecked client.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from __future__ import annotations
 import weakref
 
 from mitmproxy import connection, http
+from mitmproxy.proxy import mode_specs
 
-from stickyroute.config.clients import Client, client_tokens
+from stickyroute.config.clients import client_tokens
 from stickyroute.core import masking
+from stickyroute.core.admission import Refused, admit, is_loopback
 from stickyroute.core.classify import classify
 from stickyroute.core.errors import error_body
 from stickyroute.core.identify import OVERRIDE_HEADER, split_key
@@ -24,6 +29,9 @@ from stickyroute.state import State
 
 logger = get_logger(__name__)
 
+QUIET = 60.0  # seconds between two log lines about refusing the same address
+MAX_QUIET = 4096  # addresses remembered for that
+
 
 class Guard:
     def __init__(self, state: State) -> None:
@@ -31,6 +39,7 @@ class Guard:
         self._proxy_auth: weakref.WeakKeyDictionary[connection.Client, str] = (
             weakref.WeakKeyDictionary())
         self._unmasked: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
+        self._said: dict[str, float] = {}  # address -> when its last refusal was logged
 
     # ---- on the way in ---------------------------------------------------------------------
     def http_connect(self, flow: http.HTTPFlow) -> None:
@@ -47,8 +56,9 @@ class Guard:
             self._check(flow)
         except Exception:
             logger.exception("guard failed on %s", flow.request.pretty_url)
-            if self.state.accounts.clients is not None:  # a gate fails closed
-                self._refuse(flow, "openai", 500, "proxy_error", "stickyroute: internal error")
+            if self.state.accounts.clients is not None or not _local(flow):  # fail closed
+                self._refuse(flow, "openai", Refused(500, "proxy_error",
+                                                     "stickyroute: internal error"))
 
     def _check(self, flow: http.HTTPFlow) -> None:
         req = flow.request
@@ -60,31 +70,23 @@ class Guard:
         if replay:
             self._same_session_as_before(flow)
         accounts = self.state.accounts
-        gate = accounts.clients
-        if gate is None or req.scheme != "https":
+        if req.scheme != "https":
             return
         route = classify(accounts.provider_for_host(req.host.lower()), req.path)
         if route is None:
-            return  # not an account host: the gate is about accounts only
-        client: Client | None = None
-        if replay and isinstance(flow.metadata.get(CLIENT), str):
-            client = gate.get(flow.metadata[CLIENT])  # the credential itself is long gone
-        if client is None:
-            client = gate.match(client_tokens(req.headers,
-                                              self._proxy_auth.get(flow.client_conn)))
-        if client is None:
-            self._refuse(flow, route.provider, 401, "unknown_client",
-                         "stickyroute: this proxy is shared and needs a client token it knows "
-                         "(as the API key, or as the proxy password); ask its operator for one")
-            return
-        allowed = [a for a in accounts.of_provider(route.provider) if client.allows(a.alias)]
-        if not allowed:
-            self._refuse(flow, route.provider, 403, "client_not_allowed",
-                         f"stickyroute: client {client.name!r} may not use any "
-                         f"{route.provider} account")
-            return
-        flow.metadata[CLIENT] = client.name
-        flow.metadata[CLIENT_ID] = f"c-{client.name}"
+            return  # not an account host: nothing of ours is spent on it
+        known = flow.metadata.get(CLIENT) if replay else None
+        verdict = admit(
+            route.provider, accounts,
+            local=replay or _local(flow),  # a replay is the operator's own request
+            allow_remote=self.state.settings.allow_remote,
+            known_client=known if isinstance(known, str) else None,
+            tokens=lambda: client_tokens(req.headers, self._proxy_auth.get(flow.client_conn)))
+        if isinstance(verdict, Refused):
+            self._refuse(flow, route.provider, verdict)
+        elif verdict.client is not None:
+            flow.metadata[CLIENT] = verdict.client.name
+            flow.metadata[CLIENT_ID] = f"c-{verdict.client.name}"
 
     @staticmethod
     def _same_session_as_before(flow: http.HTTPFlow) -> None:
@@ -99,14 +101,20 @@ class Guard:
         if parts is not None and OVERRIDE_HEADER not in flow.request.headers:
             flow.request.headers[OVERRIDE_HEADER] = parts.value
 
-    def _refuse(self, flow: http.HTTPFlow, provider: str, status: int, code: str,
-                message: str) -> None:
+    def _refuse(self, flow: http.HTTPFlow, provider: str, refused: Refused) -> None:
+        status, code, message = refused
         flow.response = http.Response.make(
             status, error_body(provider, status, message, code),
             {"content-type": "application/json", "x-stickyroute-error": code})
         flow.metadata[META] = RefusedMeta(error=code, message=message)
-        logger.warning("refused %s %s: %s", flow.request.method,
-                       flow.request.pretty_url, code)
+        address = _address(flow)
+        now = self.state.clock()
+        if now - self._said.get(address, float("-inf")) >= QUIET:
+            if len(self._said) >= MAX_QUIET:
+                self._said.pop(next(iter(self._said)))
+            self._said[address] = now
+            logger.warning("refused %s %s from %s: %s (said once a minute per address)",
+                           flow.request.method, flow.request.pretty_url, address, code)
 
     # ---- once the request has gone upstream (routing notes what it set in SIGNED) ----------
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -138,3 +146,16 @@ class Guard:
             logger.exception("could not mask a flow's credential; dropping it")
             for name in names:
                 flow.request.headers.pop(name, None)
+
+
+def _address(flow: http.HTTPFlow) -> str:
+    peer = flow.client_conn.peername
+    return str(peer[0]) if peer else "?"
+
+
+def _local(flow: http.HTTPFlow) -> bool:
+    """Is the client this machine's? A loopback address, or mitmproxy's local capture mode
+    (it only ever captures this machine's own processes, whatever address they use)."""
+    if isinstance(flow.client_conn.proxy_mode, mode_specs.LocalMode):
+        return True
+    return is_loopback(_address(flow))

@@ -29,6 +29,7 @@ class StickyOptions:
         self.state = state
         self.accounts_file = AccountsFile(self._use_accounts)
         self._watch: asyncio.Task[None] | None = None
+        self._running = False
 
     def load(self, loader: Loader) -> None:
         for option in OPTIONS:
@@ -48,13 +49,19 @@ class StickyOptions:
                                         ctx.options.default("sticky_accounts"))
             except AccountsError as e:
                 raise exceptions.OptionsError(f"Cannot load sticky_accounts: {e}") from None
+        was_open = self.state.settings.allow_remote
         self.state.use_settings(settings)
+        if self._running and settings.allow_remote and not was_open:
+            self._warn_open()
 
     def _use_accounts(self, accounts: AccountSet) -> None:
         self.state.use_accounts(accounts)
         announce(accounts)
 
     def running(self) -> None:
+        self._running = True
+        if self.state.settings.allow_remote:
+            self._warn_open()
         self._watch = create_task(every(lambda: WATCH_INTERVAL, self.reload_accounts_if_changed),
                                   name="stickyroute accounts file watch", keep_ref=True)
 
@@ -62,6 +69,12 @@ class StickyOptions:
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
+
+    @staticmethod
+    def _warn_open() -> None:
+        logger.warning("sticky_allow_remote is on: any client that can reach this proxy's port "
+                       "spends the accounts (a clients: gate in the accounts file lets in only "
+                       "clients with a token)")
 
     def reload_accounts_if_changed(self) -> bool:
         return self.accounts_file.reload_if_changed(self.state.settings.accounts_path)

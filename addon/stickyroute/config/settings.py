@@ -60,6 +60,10 @@ OPTIONS: tuple[Option, ...] = (
            "Key prefix in Redis, so several deployments can share one Redis server."),
     Option("sticky_store_timeout", int, 100,
            "Milliseconds a request waits for Redis before routing from local memory."),
+    Option("sticky_allow_remote", bool, False,
+           "Sign requests from clients on other machines too (any address that is not "
+           "loopback). Off: they get a 403 unless the accounts file's clients: gate lets them "
+           "in. On: anyone who can reach the proxy's port spends the accounts."),
     Option("sticky_admin", str, "127.0.0.1:8091",
            "HOST:PORT of the admin API, metrics and dashboard; empty turns them off."),
     Option("sticky_admin_token", str, "",
@@ -99,6 +103,7 @@ class Settings:
     store: StoreSpec
     store_prefix: str
     store_timeout: float  # seconds
+    allow_remote: bool
     admin: tuple[str, int] | None
     admin_token: str
 
@@ -153,6 +158,7 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
         store=store,
         store_prefix=get("sticky_store_prefix"),
         store_timeout=get("sticky_store_timeout") / 1000,
+        allow_remote=get("sticky_allow_remote"),
         admin=admin,
         admin_token=get("sticky_admin_token"),
     )
