@@ -295,3 +295,19 @@ def test_a_plain_429_stays_a_rate_limit():
     o = classify(429, {**UNIFIED, "retry-after": "30"}, None, NOW)
     assert o.kind is Kind.RATE_LIMITED and o.reset == NOW + 30
     assert usage_limit_reset({"x-codex-primary-used-percent": "100"}, NOW) is None  # no reset
+
+
+def test_the_observer_keeps_the_event_for_the_table():
+    import json
+
+    from stickyroute.core.observe import Observer
+
+    sse = Observer("responses")
+    sse.event("codex.rate_limits", json.dumps(EVENT))
+    sse.event("response.created", json.dumps({"type": "response.created",
+                                              "response": {"id": "resp_1"}}))
+    assert sse.response_id == "resp_1"
+    assert from_codex_event(sse.rate_limits, NOW).windows[0].used_percent == 7
+    ws = Observer("responses")
+    ws.message(EVENT)  # a WebSocket frame
+    assert ws.rate_limits == EVENT and not ws.completed
