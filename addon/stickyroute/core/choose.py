@@ -8,21 +8,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from .errors import NoAccount
 from .identify import SessionId
 from .pins import Pin, PinTable
+from .placement import Candidate, Placement, Signals, avoids_limits, place
 
 STRATEGIES = ("least-sessions", "round-robin", "least-inflight", "weighted", "fill-first",
-              "random")
-
-
-class Candidate(Protocol):
-    @property
-    def alias(self) -> str: ...
-    @property
-    def weight(self) -> int: ...
+              "random", "headroom")
 
 
 class Chooser:
@@ -49,7 +43,7 @@ class Chooser:
         if len(candidates) == 1:
             return candidates[0]
         s = self.strategy
-        if s == "least-sessions":
+        if s in ("least-sessions", "headroom"):  # headroom with nothing known: least-sessions
             return self._least(candidates, lambda c: sessions.get(c.alias, 0) / c.weight)
         if s == "least-inflight":
             busy = inflight or {}
@@ -72,12 +66,31 @@ class Chooser:
             return candidates[-1]
         return candidates[int(self.rng() * len(candidates)) % len(candidates)]
 
+    def place[C: Candidate](
+        self,
+        candidates: Sequence[C],
+        sessions: Mapping[str, int],
+        inflight: Mapping[str, int] | None = None,
+        signals: Signals | None = None,
+    ) -> Placement[C] | None:
+        """Pick one candidate and say how: `headroom` uses the windows and warm prefixes of
+        `signals`; every strategy leaves draining accounts alone while another is clear."""
+        if signals is None or not candidates:
+            chosen = self.choose(candidates, sessions, inflight)
+            return Placement(chosen, self.strategy) if chosen is not None else None
+        if self.strategy == "headroom":
+            self._turn += 1
+            return place(candidates, sessions, inflight, signals, start=self._turn)
+        chosen = self.choose(avoids_limits(candidates, signals.windows, signals.now), sessions,
+                             inflight)
+        return Placement(chosen, self.strategy) if chosen is not None else None
+
     def _least[C: Candidate](self, candidates: Sequence[C], load: Callable[[C], object]) -> C:
         # Rotate the starting point so equal loads spread instead of piling on the first.
         self._turn += 1
         start = self._turn % len(candidates)
         ordered = list(candidates[start:]) + list(candidates[:start])
-        return min(ordered, key=load)  # type: ignore[arg-type,return-value]
+        return min(ordered, key=load)  # type: ignore[arg-type]
 
 
 class Decision(NamedTuple):
@@ -85,6 +98,7 @@ class Decision(NamedTuple):
     affinity: str  # new | hit | moved | unpinned
     pin: Pin | None
     moved_from: str | None = None
+    placed: str | None = None  # how a new pick was made: warm | headroom | load | <strategy>
 
 
 def decide(
@@ -97,15 +111,19 @@ def decide(
     fallback: str = "rotate",
     inflight: Mapping[str, int] | None = None,
     new_candidates: Sequence[Any] | None = None,
+    signals: Signals | None = None,
+    let_go: bool = False,
 ) -> Decision:
     """The account for one request: its session's pin, or a new pick; raises NoAccount.
 
     `candidates` are the accounts of the request's provider that can take traffic now;
     `new_candidates` (default: all of them) those a new pin should prefer (not near a limit,
-    not just back from a cooldown).
+    not just back from a cooldown). `signals` (windows, warm prefixes) inform a new pick;
+    `let_go` (placement.let_go said so) places a soft pin's turn afresh instead of keeping or
+    failing it: its cache went cold on an account that is draining or cooling.
     """
     pin = table.get(session.key, now) if session else None
-    if pin is not None:
+    if pin is not None and not let_go:
         for account in candidates:
             if account.alias == pin.alias:
                 table.touch(pin, now)
@@ -116,13 +134,18 @@ def decide(
         if fallback == "fail":
             raise NoAccount(provider, f"this conversation is pinned to account {pin.alias!r}, "
                             f"which is unavailable (sticky_fallback=fail)")
-    account = chooser.choose(new_candidates or candidates, table.sessions_per_alias(), inflight)
-    if account is None:
+    placed = chooser.place(new_candidates or candidates, table.sessions_per_alias(), inflight,
+                           signals)
+    if placed is None:
         raise NoAccount(provider, "no enabled account is available for this provider")
+    account, how = placed
     if session is None:
-        return Decision(account, "unpinned", None)
+        return Decision(account, "unpinned", None, placed=how)
+    if pin is not None and account.alias == pin.alias:  # let go, and nowhere better: stays
+        table.touch(pin, now)
+        return Decision(account, "hit", pin)
     new_pin, _ = table.put(session.key, account.alias, now)
     table.touch(new_pin, now)
     if pin is not None:
-        return Decision(account, "moved", new_pin, moved_from=pin.alias)
-    return Decision(account, "new", new_pin)
+        return Decision(account, "moved", new_pin, moved_from=pin.alias, placed=how)
+    return Decision(account, "new", new_pin, placed=how)

@@ -7,6 +7,7 @@ reasons, never a credential.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Any
@@ -30,7 +31,11 @@ def pools[A: Any](accounts: Sequence[A], health: Health, now: float,
 
 def _state(health: Health, alias: str, now: float) -> str:
     d = health.describe(alias, now)
-    return f"{alias} {d['state']}" + (f" ({d['reason']})" if d["reason"] else "")
+    text = f"{alias} {d['state']}" + (f" ({d['reason']})" if d["reason"] else "")
+    until = d["until"]
+    if isinstance(until, float) and until - now >= 60:  # a window's reset: say when, in UTC
+        text += f" until {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(until))}"
+    return text
 
 
 def explain(e: NoAccount, health: Health, accounts: Sequence[Any], pins: PinTable,

@@ -311,3 +311,20 @@ def test_the_observer_keeps_the_event_for_the_table():
     ws = Observer("responses")
     ws.message(EVENT)  # a WebSocket frame
     assert ws.rate_limits == EVENT and not ws.completed
+
+
+def test_a_hard_pin_on_a_used_up_account_fails_naming_the_reset_time():
+    from stickyroute.core.errors import NoAccount
+    from stickyroute.core.fallback import explain
+    from stickyroute.core.identify import SessionId
+    from stickyroute.core.pins import PinTable
+
+    h = Health()
+    h.record("a", classify(429, {**CODEX, "x-codex-primary-used-percent": "100"}, None, NOW), NOW)
+    pins = PinTable()
+    hard = SessionId("openai/c/s", "chain", hard=True)
+    pins.put(hard.key, "a", NOW)
+    e = explain(NoAccount("openai", "it cannot move"), h, [], pins, hard, "rotate", NOW)
+    assert e.status == 429 and e.retry_after == 3600
+    assert e.message == ("it cannot move: a cooling (usage limit reached (429)) until "
+                         "2023-11-14 23:13 UTC; retry in 3600 s")
