@@ -141,3 +141,13 @@ def test_forget_accounts_gone_from_the_file():
     w.touch("b", P, NOW)
     w.forget(["b"])
     assert w.warm("p1", NOW) == {"b": NOW + 300} and w.count("a") == 0
+
+
+def test_a_new_conversation_placed_by_prefix_has_its_body_read_once():
+    from stickyroute.core.peek import body_needed
+
+    raw = b'{"model":"claude-fake","system":"...","messages":[]}'
+    common = {"identify_from_body": False, "responses": False, "inject_cache_key": True,
+              "inject_include": True}
+    assert not body_needed(raw, **common)  # a header named the session: the body stays raw
+    assert body_needed(raw, **common, place_new=True)  # ... unless it starts a conversation
