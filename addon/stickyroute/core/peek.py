@@ -15,8 +15,9 @@ def body_needed(raw: bytes, *, identify_from_body: bool, responses: bool,
 
     `identify_from_body`: no session id came from the headers, so body fields or the derived
     key decide. `place_new`: a NEW conversation is placed where its prompt prefix is warm
-    (prefix.prefix_of): read once per conversation, its later turns ride on the pin. `responses`: an OpenAI/ChatGPT Responses request, whose body may carry chain
-    state and may get `prompt_cache_key` / `include` added. A field name that occurs anywhere
+    (prefix.prefix_of): read once per conversation, its later turns ride on the pin.
+    `responses`: an OpenAI/ChatGPT Responses request, whose body may carry chain state and may
+    get `prompt_cache_key` / `include` added. A field name that occurs anywhere
     in the body as a JSON string counts as present (conservative for the chain; for the two
     injected fields it means a body that mentions them is left as the client wrote it).
     """

@@ -6,8 +6,8 @@
 2. an account whose cache already holds this conversation's prefix, unless it carries more
    load than the least loaded one by more than a bound;
 3. otherwise the most headroom in the tightest window (in steps, so that close readings tie),
-   then the earliest reset of that window (in steps too), then the fewest sessions, then
-   in-flight requests.
+   then the earliest reset of that window (in steps too; only when every account has one),
+   then the fewest sessions, then in-flight requests.
 With no window and no warm prefix known this is least-sessions.
 
 `let_go` says when a SOFT pin stops holding its conversation: idle longer than its provider's
@@ -93,16 +93,19 @@ def place[C: Candidate](
                 and i <= least_busy * (1 + WARM_RATIO) + WARM_SLACK):
             return Placement(best, "warm")
 
+    tight = {c.alias: signals.windows.tightest(c.alias, now) for c in pool}
+    # An account that has not answered yet has no reset to compare: resets then say nothing.
+    by_reset = all(t is not None and t.resets_at is not None for t in tight.values())
+
     def headroom(c: C) -> tuple[float, float, float, float]:
-        tight = signals.windows.tightest(c.alias, now)
-        used = math.floor(tight.used_percent / HEADROOM_STEP) if tight else 0.0
-        reset = (math.floor(tight.resets_at / RESET_STEP)
-                 if tight and tight.resets_at is not None else math.inf)
+        t = tight[c.alias]
+        used = math.floor(t.used_percent / HEADROOM_STEP) if t else 0.0
+        reset = math.floor(t.resets_at / RESET_STEP) if (
+            by_reset and t and t.resets_at is not None) else 0.0
         return (used, reset, *load(c))
 
     best = min(pool, key=headroom)
-    known = any(signals.windows.tightest(c.alias, now) for c in pool)
-    return Placement(best, "headroom" if known else "load")
+    return Placement(best, "headroom" if any(tight.values()) else "load")
 
 
 def pin_cache_ttl(pin: Pin, default: float) -> float:

@@ -205,3 +205,9 @@ def test_pin_cache_ttl():
     assert pin_cache_ttl(pin, 600) == 600
     pin.cache_ttl = 86400
     assert pin_cache_ttl(pin, 600) == 86400
+
+
+def test_an_account_not_heard_from_is_not_beaten_on_reset_time():
+    t = table(b=(0, 3600))  # only b has answered; a and c have no windows yet
+    got = pick(sessions={"a": 0, "b": 2, "c": 0}, windows=t)
+    assert got.account in (A, C)
