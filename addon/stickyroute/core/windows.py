@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from .outcome import MAX_RESET, UNIFIED, api_limits, codex_reset, epoch_time, usage_limit_reset
+from .outcome import (
+    MAX_RESET,
+    UNIFIED,
+    api_limits,
+    codex_reset,
+    epoch_time,
+    limit_headers,
+    usage_limit_reset,
+)
 
 DRAIN_AT = 90.0  # percent of a window used from which an account is draining
 DRAIN_MIN_MINUTES = 60  # shorter windows (per-minute API limits) come back too soon to drain
@@ -139,11 +147,11 @@ def _limit_name(family: str, headers: Mapping[str, str]) -> str:
 
 def from_headers(headers: Mapping[str, str], now: float) -> Reading:
     """Every usage window an answer's headers report (an empty Reading when none)."""
+    headers = limit_headers(headers)
     windows: list[Window] = []
     families: set[str] = set()
     anthropic_claims: set[str] = set()
-    for name in headers:
-        low = name.lower()
+    for low in headers:
         m = _FAMILY.match(low)
         if m:
             families.add(m.group(1))

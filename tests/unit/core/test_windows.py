@@ -328,3 +328,14 @@ def test_a_hard_pin_on_a_used_up_account_fails_naming_the_reset_time():
     assert e.status == 429 and e.retry_after == 3600
     assert e.message == ("it cannot move: a cooling (usage limit reached (429)) until "
                          "2023-11-14 23:13 UTC; retry in 3600 s")
+
+
+def test_mitmproxy_headers_any_case_read_like_a_dict():
+    from mitmproxy.http import Headers
+
+    from stickyroute.core.outcome import headroom
+
+    fields = [(k.title().encode(), v.encode()) for k, v in {**CODEX, **UNIFIED}.items()]
+    h = Headers([(b"Content-Type", b"text/event-stream"), *fields])
+    assert from_headers(h, NOW) == from_headers({**CODEX, **UNIFIED}, NOW)
+    assert headroom(h, NOW) == headroom(CODEX, NOW)
