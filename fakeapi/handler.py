@@ -147,13 +147,20 @@ class FakeHandler(BaseHTTPRequestHandler):
             return _models() if known else _echo(self.path, headers)
         if not isinstance(body, dict):
             return _bad_request(family, "Request body must be a JSON object.")
-        return self._call(endpoint, family, body, headers, account or "")
+        return self._call(endpoint, family, body, headers, account or "", metered=api != "other")
 
     def _call(self, endpoint: Any, family: str, body: dict[str, Any], headers: dict[str, str],
-              account: str) -> Reply:
+              account: str, metered: bool = True, websocket: bool = False) -> Reply:
         call = Call(body, family, _output_tokens(headers), stream=body.get("stream") is True)
         with self.upstream.lock:
-            return endpoint(call, self.upstream.account(account))  # type: ignore[no-any-return]
+            usage = self.upstream.usage
+            refused = usage.refuse(account, family) if metered else None
+            if refused is not None:
+                return refused
+            reply: Reply = endpoint(call, self.upstream.account(account))
+            if metered:
+                usage.charge(account, family, reply, websocket)
+            return reply
 
     def _apply_fault(self, fault: Fault, family: str, entry: dict[str, Any]) -> Reply | None:
         """An error reply, None to go on normally, or None after dropping the connection."""
@@ -182,6 +189,11 @@ class FakeHandler(BaseHTTPRequestHandler):
         elif path == "/_fake/faults" and self.command == "POST":
             try:
                 up.add_fault(**json.loads(raw or b"{}"))
+            except (ValueError, TypeError) as exc:
+                return Reply(400, {"error": str(exc)})
+        elif path == "/_fake/usage" and self.command == "POST":
+            try:
+                return Reply(200, up.set_usage(**json.loads(raw or b"{}")).as_dict())
             except (ValueError, TypeError) as exc:
                 return Reply(400, {"error": str(exc)})
         elif path == "/_fake/faults" and self.command == "DELETE":

@@ -17,6 +17,7 @@ from typing import Any, Self
 
 from .accounts import AccountState
 from .faults import Fault, FaultTable, make_fault
+from .usage import Meter, UsagePlan, UsageTable
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class FakeUpstream:
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        usage: UsagePlan | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.keys = dict(keys or {})
         self.chatgpt_accounts = {k: tuple(v) for k, v in (chatgpt_accounts or {}).items()}
@@ -56,6 +59,7 @@ class FakeUpstream:
         self.lock = threading.RLock()
         self.log: list[dict[str, Any]] = []
         self.faults = FaultTable()
+        self.usage = UsageTable(usage, wall_clock)  # usage windows: off unless asked for
         self._accounts: dict[str, AccountState] = {}
         self._secret = secrets.token_bytes(32)
         self._release = threading.Event()
@@ -122,6 +126,7 @@ class FakeUpstream:
             self.log.clear()
             self.faults.clear()
             self._accounts.clear()
+            self.usage.reset()
 
     def reset_log(self) -> None:
         with self.lock:
@@ -134,6 +139,16 @@ class FakeUpstream:
         with self.lock:
             self.faults.add(fault)
         return fault
+
+    def set_usage(self, account: str, minutes: int, used_percent: float | None = None,
+                  resets_in: float | None = None, step: float | None = None) -> Meter:
+        """Set one usage window of an account (which is metered from then on)."""
+        with self.lock:
+            return self.usage.set(account, int(minutes), used_percent, resets_in, step)
+
+    def usage_of(self, account: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return self.usage.of(account)
 
     def clear_faults(self) -> None:
         with self.lock:

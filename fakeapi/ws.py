@@ -104,7 +104,7 @@ def _turn(handler: Exchange, family: str, headers: dict[str, str], account: str,
     entry.update(api="responses", ws=True, account=account,
                  credential=handler.upstream.authenticate(family, headers)[1])
     note_body(entry, body)
-    reply = handler._call(openai_api.responses, family, body, headers, account)
+    reply = handler._call(openai_api.responses, family, body, headers, account, websocket=True)
     entry.update(status=reply.status, response_id=reply.response_id, usage=reply.usage,
                  error_code=reply.error_code, completed=True)
     handler.upstream.record(entry)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 STRATEGIES = ("least-sessions", "round-robin", "least-inflight", "weighted", "fill-first",
-              "random")
+              "random", "headroom")
 FALLBACKS = ("rotate", "fail")
 STATE_FILE = "stickyroute-state.json"  # the file store's file in mitmproxy's confdir
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -40,6 +40,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("sticky_fallback", str, "rotate",
            "What happens when a soft-pinned account is unavailable: rotate re-pins the session "
            "to a healthy account and says so; fail answers 503.", FALLBACKS),
+    Option("sticky_drain_at", int, 90,
+           "Percent of a usage window (5-hour, weekly, ...) from which an account is draining: "
+           "it takes no new conversation while another account is below that mark; "
+           "conversations pinned to it stay."),
+    Option("sticky_openai_cache_ttl", int, 600,
+           "Seconds an OpenAI prompt cache is taken to live after its last use (a request's "
+           "own prompt_cache_retention=24h extends it). A soft pin idle longer holds no cache "
+           "value: when its account is draining or cooling, its next turn is placed afresh."),
     Option("sticky_idle_timeout", int, 3600, "Seconds a pin lives without use."),
     Option("sticky_max_age", int, 86400, "Seconds a pin lives at most."),
     Option("sticky_max_sessions", int, 100_000,
@@ -93,6 +101,8 @@ class Settings:
     enabled: bool
     strategy: str
     fallback: str
+    drain_at: int  # percent
+    openai_cache_ttl: int  # seconds
     idle_timeout: int
     max_age: int
     max_sessions: int
@@ -122,6 +132,12 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
         if get(name) not in allowed:
             raise ValueError(f"Cannot parse {name} option: {get(name)!r} is not one of "
                              f"{', '.join(allowed)}")
+    if not 1 <= get("sticky_drain_at") <= 100:
+        raise ValueError("Cannot parse sticky_drain_at option: a percent from 1 to 100, "
+                         f"got {get('sticky_drain_at')}")
+    if not 1 <= get("sticky_openai_cache_ttl") <= 86400:
+        raise ValueError("Cannot parse sticky_openai_cache_ttl option: seconds from 1 to 86400, "
+                         f"got {get('sticky_openai_cache_ttl')}")
     headers = []
     for h in get("sticky_session_headers"):
         h = h.strip().lower()
@@ -148,6 +164,8 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
         enabled=get("sticky_enabled"),
         strategy=get("sticky_strategy"),
         fallback=get("sticky_fallback"),
+        drain_at=get("sticky_drain_at"),
+        openai_cache_ttl=get("sticky_openai_cache_ttl"),
         idle_timeout=get("sticky_idle_timeout"),
         max_age=get("sticky_max_age"),
         max_sessions=get("sticky_max_sessions"),

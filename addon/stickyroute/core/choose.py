@@ -17,6 +17,7 @@ from stickyroute.config.settings import STRATEGIES
 
 from .errors import NoAccount
 from .identify import SessionId
+from .placement import Candidate, Placement, Signals, avoids_limits, place
 
 
 class Affinity(StrEnum):
@@ -38,19 +39,19 @@ class Chooser:
         self.rng = rng
         self._turn = 0
 
-    def choose(
+    def choose[C: Candidate](
         self,
-        candidates: Sequence[Account],
+        candidates: Sequence[C],
         sessions: Mapping[str, int],
         inflight: Mapping[str, int] | None = None,
-    ) -> Account | None:
+    ) -> C | None:
         """Pick one candidate; ties go to the earlier one in file order (or round-robin)."""
         if not candidates:
             return None
         if len(candidates) == 1:
             return candidates[0]
         s = self.strategy
-        if s == "least-sessions":
+        if s in ("least-sessions", "headroom"):  # headroom with nothing known: least-sessions
             return self._least(candidates, lambda c: (sessions.get(c.alias, 0) / c.weight, 0.0))
         if s == "least-inflight":
             busy = inflight or {}
@@ -73,8 +74,27 @@ class Chooser:
             return candidates[-1]
         return candidates[int(self.rng() * len(candidates)) % len(candidates)]
 
-    def _least(self, candidates: Sequence[Account],
-               load: Callable[[Account], tuple[float, float]]) -> Account:
+    def place[C: Candidate](
+        self,
+        candidates: Sequence[C],
+        sessions: Mapping[str, int],
+        inflight: Mapping[str, int] | None = None,
+        signals: Signals | None = None,
+    ) -> Placement[C] | None:
+        """Pick one candidate and say how: `headroom` uses the windows and warm prefixes of
+        `signals`; every strategy leaves draining accounts alone while another is clear."""
+        if signals is None or not candidates:
+            chosen = self.choose(candidates, sessions, inflight)
+            return Placement(chosen, self.strategy) if chosen is not None else None
+        if self.strategy == "headroom":
+            self._turn += 1
+            return place(candidates, sessions, inflight, signals, start=self._turn)
+        chosen = self.choose(avoids_limits(candidates, signals.windows, signals.now), sessions,
+                             inflight)
+        return Placement(chosen, self.strategy) if chosen is not None else None
+
+    def _least[C: Candidate](self, candidates: Sequence[C],
+                             load: Callable[[C], tuple[float, float]]) -> C:
         # Rotate the starting point so equal loads spread instead of piling on the first.
         self._turn += 1
         start = self._turn % len(candidates)
@@ -86,6 +106,7 @@ class Decision(NamedTuple):
     account: Account
     affinity: Affinity
     moved_from: str | None = None
+    placed: str | None = None  # how a new pick was made: warm | headroom | load | <strategy>
 
 
 def decide(
@@ -98,15 +119,19 @@ def decide(
     fallback: str = "rotate",
     inflight: Mapping[str, int] | None = None,
     new_candidates: Sequence[Account] | None = None,
+    signals: Signals | None = None,
+    let_go: bool = False,
 ) -> Decision:
     """The account for one request: the pinned one (`pinned`, the session's account), or a new
     pick; raises NoAccount.
 
     `candidates` are the accounts of the request's provider that can take traffic now;
     `new_candidates` (default: all of them) those a new pin should prefer (not near a limit,
-    not just back from a cooldown).
+    not just back from a cooldown). `signals` (windows, warm prefixes) inform a new pick;
+    `let_go` (placement.let_go said so) places a soft pin's turn afresh instead of keeping or
+    failing it: its cache went cold on an account that is draining or cooling.
     """
-    if pinned is not None and session is not None:
+    if pinned is not None and session is not None and not let_go:
         for candidate in candidates:
             if candidate.alias == pinned:
                 return Decision(candidate, Affinity.HIT)
@@ -116,12 +141,14 @@ def decide(
         if fallback == "fail":
             raise NoAccount(provider, f"this conversation is pinned to account {pinned!r}, "
                             f"which is unavailable (sticky_fallback=fail)")
-    picked = chooser.choose(new_candidates or candidates, sessions, inflight)
-    if picked is None:
+    placed = chooser.place(new_candidates or candidates, sessions, inflight, signals)
+    if placed is None:
         raise NoAccount(provider, "no enabled account is available for this provider")
-    account = picked
+    account, how = placed
     if session is None:
-        return Decision(account, Affinity.UNPINNED)
+        return Decision(account, Affinity.UNPINNED, placed=how)
+    if pinned is not None and account.alias == pinned:  # let go, and nowhere better: stays
+        return Decision(account, Affinity.HIT)
     if pinned is not None:
-        return Decision(account, Affinity.MOVED, moved_from=pinned)
-    return Decision(account, Affinity.NEW)
+        return Decision(account, Affinity.MOVED, moved_from=pinned, placed=how)
+    return Decision(account, Affinity.NEW, placed=how)

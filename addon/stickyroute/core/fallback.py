@@ -8,6 +8,7 @@ reasons, never a credential.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Any
@@ -33,7 +34,10 @@ def pools(accounts: Sequence[Account], health: Health, now: float,
 
 def _state(health: Health, alias: str, now: float) -> str:
     d = health.describe(alias, now)
-    return f"{alias} {d.state}" + (f" ({d.reason})" if d.reason else "")
+    text = f"{alias} {d.state}" + (f" ({d.reason})" if d.reason else "")
+    if d.until is not None and d.until - now >= 60:  # a window's reset: say when, in UTC
+        text += f" until {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(d.until))}"
+    return text
 
 
 def explain(e: NoAccount, health: Health, accounts: Sequence[Account], pinned: str | None,

@@ -56,6 +56,7 @@ class Observer:
     completed: bool = False  # the provider said the response is finished
     error: str | None = None  # provider error code or type
     affinity_break: str | None = None
+    rate_limits: dict[str, Any] | None = None  # Codex's codex.rate_limits event (windows.py)
 
     # ---- inputs ----------------------------------------------------------------------
     def event(self, name: str, data: str) -> None:
@@ -75,6 +76,9 @@ class Observer:
     def message(self, obj: dict[str, Any]) -> None:
         """One event object (an SSE event's data or a WebSocket frame from the server)."""
         kind = obj.get("type")
+        if kind == "codex.rate_limits":
+            self.rate_limits = obj
+            return
         if self.endpoint == "messages":
             self._anthropic_event(kind, obj)
         elif self.endpoint == "chat":

@@ -8,6 +8,7 @@ carry a credential into a reason (reasons are shown to operators and clients).
 from __future__ import annotations
 
 import email.utils
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -53,6 +54,8 @@ _LIMIT_PAIRS = (
     *((f"anthropic-ratelimit-{w}-remaining", f"anthropic-ratelimit-{w}-limit")
       for w in ("requests", "tokens", "input-tokens", "output-tokens")),
 )
+_RESET_OF = dict(_RESET_PAIRS)
+UNIFIED = "anthropic-ratelimit-unified-"  # Anthropic subscriptions' usage windows
 _CODEX_USED = (("x-codex-primary-used-percent", "x-codex-primary-reset-after-seconds"),
                ("x-codex-secondary-used-percent", "x-codex-secondary-reset-after-seconds"))
 QUOTA_CODES = frozenset({"insufficient_quota", "usage_limit_reached", "billing_hard_limit_reached",
@@ -164,9 +167,12 @@ def classify(status: int | None, headers: Mapping[str, str], body: Any,
     code, err = _error_fields(body)
     label = f"{status} {code}" if code else str(status)
     if code in QUOTA_CODES:
-        return Outcome(Kind.QUOTA, f"quota exhausted ({label})",
-                       _quota_reset(err, now) or reset_time(headers, now))
+        return Outcome(Kind.QUOTA, f"quota exhausted ({label})", _quota_reset(err, now)
+                       or usage_limit_reset(headers, now) or reset_time(headers, now))
     if status == 429:
+        window = usage_limit_reset(headers, now)
+        if window is not None:  # a subscription window is used up: cool until it resets
+            return Outcome(Kind.QUOTA, f"usage limit reached ({label})", window)
         return Outcome(Kind.RATE_LIMITED, f"rate limited ({label})", reset_time(headers, now))
     if status in (401, 403):
         return Outcome(Kind.REVOKED, f"credential rejected ({label})")
@@ -177,20 +183,53 @@ def classify(status: int | None, headers: Mapping[str, str], body: Any,
     return Outcome(Kind.NEUTRAL, label)
 
 
-def headroom(headers: Mapping[str, str], now: float) -> Headroom | None:
-    """The tightest remaining/limit share (or 100 - Codex used-percent) the headers report."""
-    readings: list[Headroom] = []
+class Limit(NamedTuple):
+    """One API-key limit an answer reports (requests, tokens, ...): the share left, 0..1."""
+
+    name: str
+    left: float
+    reset: float | None
+
+
+def limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The answer's rate-limit and usage headers, lowercased, in one pass.
+
+    mitmproxy's Headers.get is a linear, case-folding scan: the ~30 names read per answer
+    cost ~100 us looked up one by one, a few us from this dict.
+    """
+    fields = getattr(headers, "fields", None)  # mitmproxy's raw (name, value) byte pairs
+    if isinstance(fields, tuple):
+        return {key.decode("ascii", "replace"): value.decode("utf-8", "replace")
+                for name, value in fields
+                if (key := bytes(name).lower()).startswith((b"x-", b"anthropic-ratelimit-"))}
+    return {low: value for name, value in headers.items()
+            if (low := name.lower()).startswith(("x-", "anthropic-ratelimit-"))}
+
+
+def api_limits(headers: Mapping[str, str], now: float) -> list[Limit]:
+    """The x-ratelimit-* / anthropic-ratelimit-* remaining/limit pairs the headers carry."""
+    out: list[Limit] = []
     for remaining_name, limit_name in _LIMIT_PAIRS:
         try:
             remaining = float(headers[remaining_name])
             limit = float(headers[limit_name])
         except (KeyError, ValueError):
             continue
-        if limit > 0:
-            reset_name = dict(_RESET_PAIRS).get(remaining_name)
+        if limit > 0 and math.isfinite(remaining) and math.isfinite(limit):
+            reset_name = _RESET_OF[remaining_name]
             t = _reset_value(reset_name, headers[reset_name], now) if (
-                reset_name and reset_name in headers) else None
-            readings.append(Headroom(max(0.0, remaining / limit), t or now + HEADROOM_TTL))
+                reset_name in headers) else None
+            name = remaining_name.removeprefix("x-ratelimit-remaining-").removeprefix(
+                "anthropic-ratelimit-").removesuffix("-remaining")
+            out.append(Limit(name, min(1.0, max(0.0, remaining / limit)), t))
+    return out
+
+
+def headroom(headers: Mapping[str, str], now: float) -> Headroom | None:
+    """The tightest remaining/limit share (or 100 - Codex used-percent) the headers report."""
+    headers = limit_headers(headers)
+    readings = [Headroom(limit.left, limit.reset or now + HEADROOM_TTL)
+                for limit in api_limits(headers, now)]
     for used_name, reset_name in _CODEX_USED:
         try:
             used = float(headers[used_name])
@@ -200,3 +239,52 @@ def headroom(headers: Mapping[str, str], now: float) -> Headroom | None:
         readings.append(Headroom(max(0.0, 1 - used / 100),
                                  now + (d if d is not None else HEADROOM_TTL)))
     return min(readings, default=None)
+
+
+def epoch_time(value: str) -> float | None:
+    """A reset given as epoch seconds (Codex, Anthropic's unified limits) or RFC 3339."""
+    try:
+        t = float(value)
+    except ValueError:
+        return parse_timestamp(value)
+    return t if math.isfinite(t) and t > 0 else None
+
+
+def codex_reset(headers: Mapping[str, str], prefix: str, now: float) -> float | None:
+    """`{prefix}-reset-at` (epoch s), else now + `{prefix}-reset-after-seconds`."""
+    at = headers.get(f"{prefix}-reset-at")
+    if at is not None and (t := epoch_time(at)) is not None:
+        return t
+    d = parse_duration(headers.get(f"{prefix}-reset-after-seconds", ""))
+    return None if d is None else now + d
+
+
+def usage_limit_reset(headers: Mapping[str, str], now: float) -> float | None:
+    """When a subscription's used-up window resets, if the answer says one is used up.
+
+    Anthropic: `anthropic-ratelimit-unified-status: rejected` with the unified reset (else the
+    latest reset of the windows whose own status is rejected). Codex: an account-wide window
+    at 100% (the latest reset of those, as both must have reset before a request passes).
+    """
+    resets: list[float] = []
+    if headers.get(f"{UNIFIED}status", "").strip().lower() == "rejected":
+        unified = epoch_time(headers.get(f"{UNIFIED}reset", ""))
+        if unified is not None:
+            resets.append(unified)
+        else:
+            for name in list(headers):
+                low = name.lower()
+                if (low.startswith(UNIFIED) and low.endswith("-status")
+                        and headers[name].strip().lower() == "rejected"):
+                    t = epoch_time(headers.get(low.removesuffix("-status") + "-reset", ""))
+                    if t is not None:
+                        resets.append(t)
+    for position in ("primary", "secondary"):
+        prefix = f"x-codex-{position}"
+        try:
+            used = float(headers[f"{prefix}-used-percent"])
+        except (KeyError, ValueError):
+            continue
+        if used >= 100 and (t := codex_reset(headers, prefix, now)) is not None:
+            resets.append(t)
+    return min(max(resets), now + MAX_RESET) if resets else None

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 
 def body_needed(raw: bytes, *, identify_from_body: bool, responses: bool,
-                inject_cache_key: bool, inject_include: bool) -> bool:
-    """False only when neither identity nor the Responses rewrite could use the body.
+                inject_cache_key: bool, inject_include: bool, place_new: bool = False) -> bool:
+    """False only when neither identity, placement nor the Responses rewrite could use the body.
 
     `identify_from_body`: no session id came from the headers, so body fields or the derived
-    key decide. `responses`: an OpenAI/ChatGPT Responses request, whose body may carry chain
-    state and may get `prompt_cache_key` / `include` added. A field name that occurs anywhere
+    key decide. `place_new`: a NEW conversation is placed where its prompt prefix is warm
+    (prefix.prefix_of): read once per conversation, its later turns ride on the pin.
+    `responses`: an OpenAI/ChatGPT Responses request, whose body may carry chain state and may
+    get `prompt_cache_key` / `include` added. A field name that occurs anywhere
     in the body as a JSON string counts as present (conservative for the chain; for the two
     injected fields it means a body that mentions them is left as the client wrote it).
     """
-    if identify_from_body:
+    if identify_from_body or place_new:
         return True
     if not responses:
         return False  # Anthropic / Chat bodies: nothing reads them once the headers named it

@@ -26,6 +26,8 @@ class Pin:
     cost_micros: int = 0
     moves: int = 0
     extra: dict[str, object] | None = None  # made on first use: an empty dict is 64 B a pin
+    prefix: str | None = None  # prefix.Prefix key of its first request: kept warm by its turns
+    cache_ttl: float | None = None  # the provider's cache lifetime its requests asked for
 
 
 class PinTable:

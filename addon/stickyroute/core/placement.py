@@ -1,0 +1,122 @@
+"""Where a conversation's turn goes when its pin does not settle it: by headroom and warm cache.
+
+`place` picks the account for a NEW conversation (the `headroom` strategy):
+1. among the healthy accounts it is given, none at or above sticky_drain_at of a usage window
+   (or refused by one) while another is below;
+2. an account whose cache already holds this conversation's prefix, unless it carries more
+   load than the least loaded one by more than a bound;
+3. otherwise the most headroom in the tightest window (in steps, so that close readings tie),
+   then the earliest reset of that window (in steps too; only when every account has one),
+   then the fewest sessions, then in-flight requests.
+With no window and no warm prefix known this is least-sessions.
+
+`let_go` says when a SOFT pin stops holding its conversation: idle longer than its provider's
+cache lifetime it has no cache value left, so when its account is draining or cooling the next
+turn is placed afresh instead of waiting for it. Hard pins never move here.
+
+Pure: counts, windows and warm prefixes come in, a pick goes out; `now` is passed in. Never sees
+a credential.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+from .pins import Pin
+from .windows import WindowTable
+
+HEADROOM_STEP = 5.0  # percent: readings closer than this are a tie, so load spreads a burst
+RESET_STEP = 900.0  # seconds: resets this close are a tie too (windows last hours to a week)
+WARM_RATIO = 0.1  # a warm account may carry 10% more load than the least loaded one...
+WARM_SLACK = 1.0  # ...plus one session / in-flight request per unit of weight
+
+
+class Candidate(Protocol):
+    @property
+    def alias(self) -> str: ...
+    @property
+    def weight(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """What placement knows beyond the counts: windows, and where this prefix is warm."""
+
+    windows: WindowTable
+    now: float
+    warm: Mapping[str, float] = field(default_factory=dict)  # alias -> cache held until
+
+
+class Placement[C: Candidate](NamedTuple):
+    account: C
+    reason: str  # warm | headroom | load
+
+
+def avoids_limits[C: Candidate](candidates: Sequence[C], windows: WindowTable,
+                                now: float) -> list[C]:
+    """Step 1: the candidates not draining or refused by a window, if any is; else all."""
+    clear = [c for c in candidates
+             if not windows.draining(c.alias, now) and not windows.limited(c.alias, now)]
+    return clear or list(candidates)
+
+
+def place[C: Candidate](
+    candidates: Sequence[C],
+    sessions: Mapping[str, int],
+    inflight: Mapping[str, int] | None,
+    signals: Signals,
+    start: int = 0,
+) -> Placement[C] | None:
+    """The account for a new conversation; `start` rotates which of equals comes first."""
+    if not candidates:
+        return None
+    busy = inflight or {}
+    now = signals.now
+    pool = avoids_limits(candidates, signals.windows, now)
+    if start:
+        start %= len(pool)
+        pool = pool[start:] + pool[:start]
+
+    def load(c: C) -> tuple[float, float]:
+        return sessions.get(c.alias, 0) / c.weight, busy.get(c.alias, 0) / c.weight
+
+    warm = [c for c in pool if c.alias in signals.warm]
+    if warm:
+        best = min(warm, key=load)
+        least_sessions = min(load(c)[0] for c in pool)
+        least_busy = min(load(c)[1] for c in pool)
+        s, i = load(best)
+        if (s <= least_sessions * (1 + WARM_RATIO) + WARM_SLACK
+                and i <= least_busy * (1 + WARM_RATIO) + WARM_SLACK):
+            return Placement(best, "warm")
+
+    tight = {c.alias: signals.windows.tightest(c.alias, now) for c in pool}
+    # An account that has not answered yet has no reset to compare: resets then say nothing.
+    by_reset = all(t is not None and t.resets_at is not None for t in tight.values())
+
+    def headroom(c: C) -> tuple[float, float, float, float]:
+        t = tight[c.alias]
+        used = math.floor(t.used_percent / HEADROOM_STEP) if t else 0.0
+        reset = math.floor(t.resets_at / RESET_STEP) if (
+            by_reset and t and t.resets_at is not None) else 0.0
+        return (used, reset, *load(c))
+
+    best = min(pool, key=headroom)
+    return Placement(best, "headroom" if any(tight.values()) else "load")
+
+
+def pin_cache_ttl(pin: Pin, default: float) -> float:
+    """The cache lifetime the pin's last parsed request asked for, else the provider's."""
+    return pin.cache_ttl if pin.cache_ttl is not None else default
+
+
+def let_go(*, hard: bool, idle: float, cache_ttl: float, draining: bool,
+           available: bool) -> bool:
+    """Whether a pin's next turn is placed afresh: soft, its cache gone cold (idle longer than
+    the provider keeps it), and its account draining or not available (cooling, disabled)."""
+    if hard or idle <= cache_ttl:
+        return False
+    return draining or not available
