@@ -19,7 +19,8 @@ Transparent retry, the mitmproxy-native way (mitmproxy 12):
 - Never retried: hard-pinned requests (their state lives on that account; they fail clearly),
   answers that are the client's fault (400, 404, ...), and dropped connections (mitmproxy has
   already answered 502 by the time the `error` hook runs; the account cools down, and the
-  client's own retry lands elsewhere).
+  client's own retry lands elsewhere). Nothing is retried once the proxy stops, and a
+  connection cut by the stop says nothing about its account (core/stop.py).
 In-flight: StickyRoute adds 1 when it routes a flow (meta "inflight"); `_finish` takes it off
 exactly once, on `response` or `error` (client disconnects included).
 """
@@ -34,8 +35,10 @@ from typing import TYPE_CHECKING, Any
 from mitmproxy import connection, ctx, http
 
 from stickyroute.core.outcome import Kind, Outcome, classify, headroom
+from stickyroute.core.stop import connection_outcome
 
 from .route import META, RETRY
+from .shutdown import stopping
 
 if TYPE_CHECKING:
     from .route import StickyRoute
@@ -84,7 +87,8 @@ class Failover:
             outcome = classify(status, flow.response.headers,
                                _error_json(flow.response) if status >= 400 else None, now)
             self._finish(flow, meta, outcome)
-            if outcome.kind in RETRY_ON and request is not None and RETRY not in flow.metadata:
+            if (outcome.kind in RETRY_ON and request is not None and RETRY not in flow.metadata
+                    and not stopping(self.route)):  # a retry now would only be cut
                 await self._retry(flow, meta, request, outcome)
         except Exception:  # never crash on traffic: the client gets what we have
             logger.exception("stickyroute: could not handle the answer to %s",
@@ -95,11 +99,9 @@ class Failover:
         meta = _routed(flow)
         if meta is None:
             return
-        msg = flow.error.msg if flow.error else ""
-        ours = flow.response is None and "client" not in msg.lower() and "killed" not in msg
-        outcome = Outcome(Kind.CONNECTION, f"connection error ({msg[:80]})") if ours else (
-            Outcome(Kind.NEUTRAL, f"client gone ({msg[:80]})"))
-        self._finish(flow, meta, outcome, failed=ours)
+        outcome, failed = connection_outcome(flow.error.msg if flow.error else "",
+                                             flow.response is not None, stopping(self.route))
+        self._finish(flow, meta, outcome, failed=failed)
 
     def _finish(self, flow: http.HTTPFlow, meta: dict[str, Any], outcome: Outcome,
                 failed: bool | None = None) -> None:
@@ -129,6 +131,8 @@ class Failover:
             retry.metadata[RETRY] = {"of": flow.id, "attempt": attempt, "exclude": list(tried)}
             await self.replay(retry)
             got = retry.metadata.get(META) or {}
+            if stopping(self.route) and got.get("outcome") != Kind.OK.value:
+                return  # the proxy stops: no other attempt; the client gets the first error
             failed = got.get("outcome") in RETRY_ON or retry.response is None
             if "account" in got and failed and attempt < MAX_ATTEMPTS:
                 tried.append(got["account"])

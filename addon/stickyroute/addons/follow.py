@@ -21,9 +21,11 @@ from stickyroute.core.bodycap import MAX_BODY
 from stickyroute.core.observe import Observer
 from stickyroute.core.prices import format_micros
 from stickyroute.core.sse import SseParser, decoder_for, parse_all
+from stickyroute.core.stop import STOPPED_BY_SHUTDOWN
 from stickyroute.stores.share import publish_chain
 
 from .route import META, StickyRoute
+from .shutdown import stopping
 
 logger = logging.getLogger("stickyroute")
 
@@ -95,7 +97,11 @@ class Follow:
             return
         if stream is not None and stream.observer.usage is not None:
             self._learn(flow, meta, stream.observer, None)
-        logger.warning("stickyroute: %s | failed: %s", describe(meta), flow.error.msg)
+        if stopping(self.route):  # the proxy's own stop cut it: no failure of the account
+            logger.info("stickyroute: %s | %s (%s)", describe(meta), STOPPED_BY_SHUTDOWN,
+                        flow.error.msg)
+        else:
+            logger.warning("stickyroute: %s | failed: %s", describe(meta), flow.error.msg)
 
     def _read_body(self, flow: http.HTTPFlow, endpoint: str) -> Observer:
         observer = Observer(endpoint)

@@ -40,6 +40,7 @@ from stickyroute.core.identify import SessionId, client_identity, identify
 from stickyroute.core.ledger import Ledger, SweepStats
 from stickyroute.core.pins import PinTable
 from stickyroute.core.prices import PriceTable, parse_prices
+from stickyroute.core.stop import Stop
 from stickyroute.stores import share
 from stickyroute.stores.base import MemoryStore, Store
 from stickyroute.stores.claim import Claims
@@ -73,6 +74,7 @@ class StickyRoute:
         self._tasks: list[asyncio.Task[None]] = []
         self.store: Store = MemoryStore()  # persist.Persistence opens the configured one
         self.claims = Claims()
+        self.stop = Stop()  # addons/shutdown.py moves it on when mitmproxy starts to stop
 
     # ---- options -----------------------------------------------------------------------
     def load(self, loader: Any) -> None:

@@ -46,6 +46,9 @@ OPTIONS: tuple[tuple[str, type, Any, str, Sequence[str] | None], ...] = (
      "Key prefix in Redis, so several deployments can share one Redis server.", None),
     ("sticky_store_timeout", int, 100,
      "Milliseconds a request waits for Redis before routing from local memory.", None),
+    ("sticky_stop_grace", int, 5,
+     "Seconds a stop of the proxy waits for requests already sent upstream to finish (new "
+     "requests are answered 503 meanwhile); what is still open then is closed.", None),
     ("sticky_admin", str, "127.0.0.1:8091",
      "HOST:PORT of the admin API, metrics and dashboard; empty turns them off.", None),
     ("sticky_admin_token", str, "",
@@ -69,6 +72,7 @@ class Settings:
     inject_include: bool = True
     store: str = ""
     store_prefix: str = "stickyroute:"
+    stop_grace: int = 5
     admin: tuple[str, int] | None = ("127.0.0.1", 8091)
     admin_token: str = ""
 
@@ -101,6 +105,9 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
                          f"got {get('sticky_store_timeout')}")
     if not get("sticky_store_prefix"):
         raise ValueError("Cannot parse sticky_store_prefix option: must not be empty")
+    if not 0 <= get("sticky_stop_grace") <= 3600:
+        raise ValueError("Cannot parse sticky_stop_grace option: seconds from 0 to 3600, got "
+                         f"{get('sticky_stop_grace')}")
     if not get("sticky_accounts"):
         raise ValueError("Cannot parse sticky_accounts option: a path is required")
     try:
@@ -121,6 +128,7 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
         inject_include=get("sticky_inject_include"),
         store=store,
         store_prefix=get("sticky_store_prefix"),
+        stop_grace=get("sticky_stop_grace"),
         admin=admin,
         admin_token=get("sticky_admin_token"),
     )
