@@ -58,7 +58,7 @@ def start(tmp_path, text: str = ACCOUNTS):
     p = tmp_path / "accounts.yaml"
     p.write_text(text)
     p.chmod(0o600)
-    guard, sticky = make_addons()[:2]  # the guard, then routing
+    guard, _stop, sticky = make_addons()[:3]  # the guard, the stop gate, then routing
     return guard, sticky, p
 
 
@@ -260,7 +260,7 @@ def test_warns_when_accounts_or_key_file_readable_by_others(tmp_path, caplog):
     p.write_text("accounts:\n  - alias: f\n    provider: openai\n    api_key_file: key.txt\n")
     p.chmod(0o640)
     assert [m for _, m in loose_permissions([str(p), str(key)])] == ["0640", "0644"]
-    guard, sticky = make_addons()[:2]  # the guard, then routing
+    guard, _stop, sticky = make_addons()[:3]  # the guard, the stop gate, then routing
     with caplog.at_level(logging.WARNING, "stickyroute"):
         with taddons.context(guard, sticky) as tctx:
             tctx.configure(sticky, sticky_accounts=str(p))

@@ -102,7 +102,7 @@ encodings = st.sampled_from(["", "gzip", "zstd", "br", "deflate", "identity", "x
 @pytest.fixture(scope="module")
 def addons(tmp_path_factory):
     """One configured Guard + StickyRoute for the module (a context per example is slow)."""
-    guard, sticky = make_addons()[:2]  # the guard, then routing
+    guard, _stop, sticky = make_addons()[:3]  # the guard, the stop gate, then routing
     p = tmp_path_factory.mktemp("acc") / "accounts.yaml"
     p.write_text(ACCOUNTS)
     p.chmod(0o600)
