@@ -9,7 +9,10 @@ proxy once half way (a 401 is a revoked key: a few seconds later the soak edits 
 entry, as an operator would), and reports: lost pins (a conversation served by more than one
 account without the proxy announcing a fallback move), moves by fallback,
 affinity breaks (the fake answered previous_response_not_found / invalid_encrypted_content),
-failed turns, and the mitmdump process's memory over time.
+failed turns, and the mitmdump process's memory over time. Every lost conversation is listed
+with why it counts as lost, the accounts that served it, and the proxy's log lines about it;
+"stop" says what the restart's stop did (requests refused, requests cut, anything it counted
+against an account).
 """
 
 from __future__ import annotations
@@ -196,30 +199,22 @@ class Soak:
                 breaks += 1
             if conv and e.get("status") == 200 and e.get("account"):
                 served[conv].append((e["time"], e["account"]))
-        # A conversation that changed account is lost unless the proxy moved it and said so
-        # (its pinned account was cooling down or revoked: the designed fallback).
         moved = {m.group(1) for o in outputs for m in MOVED.finditer(o)}
-        lost_total = lost_across_restart = announced = 0
-        for conv, visits in served.items():
-            if len({a for _, a in visits}) > 1:
-                if conv[-8:] in moved:
-                    announced += 1
-                    continue
-                lost_total += 1
-                before = {a for t, a in visits if self.restarted_at and t < self.restarted_at}
-                after = {a for t, a in visits if self.restarted_at and t >= self.restarted_at}
-                if before and after and before != after and len(before) == len(after) == 1:
-                    lost_across_restart += 1
+        lost = lost_conversations(served, moved, self.restarted_at, outputs)
         return {
             "minutes": round(elapsed / 60, 2), "conversations": len(served),
             "turns_ok": self.turns_ok, "turns_failed": self.turns_failed,
             "upstream_requests": len(log),
             "faults_hit": sum(1 for e in log if e.get("fault")),
             "attempt_errors": dict(self.attempt_errors),
-            "lost_pins": lost_total, "lost_pins_across_restart": lost_across_restart,
-            "moved_by_fallback": announced,
+            "lost_pins": len(lost),
+            "lost_pins_across_restart": sum(1 for x in lost if x["across_restart"]),
+            "lost": lost,
+            "moved_by_fallback": sum(1 for conv, visits in served.items()
+                                     if len({a for _, a in visits}) > 1 and conv[-8:] in moved),
             "affinity_breaks": breaks, "pin_store": "sticky_store" if self.has_store else
             "none on this branch (pins are in memory: a restart forgets them)",
+            "stop": stop_summary(outputs[0]) if len(outputs) > 1 else None,
             "rss_kib": self.rss,
             "addon_errors": sum(o.count("could not route") + o.count("Addon error")
                                 + o.count("background job failed") for o in outputs),
@@ -228,6 +223,59 @@ class Soak:
             "logs": str(self.dir),
         }
 
+
+def lost_conversations(served: dict[str, list[tuple[float, str]]], moved: set[str],
+                       restarted_at: float | None, outputs: list[str]) -> list[dict[str, Any]]:
+    """Conversations the fake served from more than one account without the proxy announcing a
+    fallback move (its account was cooling down or revoked), each with why and its log lines.
+
+    `served`: conversation -> (time, account) of every 200 the fake gave it.
+    """
+    lost = []
+    for conv, visits in sorted(served.items()):
+        accounts = [a for _, a in visits]
+        if len(set(accounts)) < 2 or conv[-8:] in moved:
+            continue
+        path = [f"{a}{'' if restarted_at is None else ' (before restart)' if t < restarted_at
+                     else ' (after restart)'}"
+                for i, (t, a) in enumerate(visits) if i == 0 or a != visits[i - 1][1]]
+        before = {a for t, a in visits if restarted_at is not None and t < restarted_at}
+        after = {a for t, a in visits if restarted_at is not None and t >= restarted_at}
+        across = len(before) == len(after) == 1 and before != after
+        if across:
+            why = (f"served by {before.pop()} before the restart and by {after.pop()} after it: "
+                   "the restarted proxy did not restore its pin")
+        else:
+            first_change = next(i for i in range(1, len(visits))
+                                if visits[i][1] != visits[i - 1][1])
+            why = (f"changed from {visits[first_change - 1][1]} to {visits[first_change][1]} at "
+                   f"its served turn {first_change + 1} without an announced move")
+        lost.append({"conversation": conv, "why": why, "accounts": path,
+                     "across_restart": across, "log": conversation_lines(conv, outputs)})
+    return lost
+
+
+def conversation_lines(conv: str, outputs: list[str], keep: int = 3) -> list[str]:
+    """The proxy's log lines about a conversation: the last few of each proxy that saw it."""
+    mark = f"session {conv[-8:]} "
+    lines = []
+    for i, out in enumerate(outputs):
+        mine = [line.strip() for line in out.splitlines() if mark in line]
+        lines += [f"proxy {i}: {line}" for line in mine[-keep:]]
+    return lines
+
+
+def stop_summary(output: str) -> dict[str, Any]:
+    """What the restart's stop did in the first proxy's log, from the signal on."""
+    at = output.find("stickyroute: stopping:")
+    tail = output[at:] if at >= 0 else ""
+    return {
+        "seen": at >= 0,
+        "refused": tail.count("-> 503: the proxy is stopping"),
+        "stopped_by_shutdown": tail.count("stopped by shutdown"),
+        "counted_against_accounts": [line.strip() for line in tail.splitlines() if any(
+            m in line for m in ("connection error", "retried ", "| moved from "))],
+    }
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

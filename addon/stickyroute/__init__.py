@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # the addons import mitmproxy: only load them when asked to b
     from .addons.options import StickyOptions
     from .addons.persist import Persistence
     from .addons.route import StickyRoute
+    from .addons.shutdown import Shutdown
     from .addons.sweep import Sweeper
     from .state import State
 
@@ -22,6 +23,8 @@ class Addons(NamedTuple):
 
     options: StickyOptions  # first: they configure the state
     guard: Guard  # the client gate runs before routing; masks credentials once sent
+    shutdown: Shutdown  # answers requests while the proxy stops; its done() drains before
+    #                     Persistence's done() makes the final save
     route: StickyRoute
     follow: Follow
     persist: Persistence
@@ -47,12 +50,14 @@ def build(state: State | None = None) -> Addons:
     from .addons.options import StickyOptions
     from .addons.persist import Persistence
     from .addons.route import StickyRoute
+    from .addons.shutdown import Shutdown
     from .addons.sweep import Sweeper
     from .state import Kept, State
 
     state = state or State()
     kept = Kept[http.Request]()  # the client's own requests, for failover's retries
-    return Addons(StickyOptions(state), Guard(state), StickyRoute(state, kept), Follow(state),
+    return Addons(StickyOptions(state), Guard(state), Shutdown(state), StickyRoute(state, kept),
+                  Follow(state),
                   Persistence(state), Sweeper(state), StickyAdmin(state),
                   StickyCommands(state), Failover(state, kept))
 

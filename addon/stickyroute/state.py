@@ -19,6 +19,7 @@ from stickyroute.core.health import Health
 from stickyroute.core.ledger import Ledger
 from stickyroute.core.pins import PinTable, SweepStats
 from stickyroute.core.prices import PriceTable
+from stickyroute.core.stop import Stop
 from stickyroute.stores.base import MemoryStore, Store
 from stickyroute.stores.share import Claims
 
@@ -37,6 +38,7 @@ class State:
     store: Store = field(default_factory=MemoryStore)  # Persistence opens the configured one
     claims: Claims = field(default_factory=Claims)
     sweeps: SweepStats = field(default_factory=SweepStats)
+    stop: Stop = field(default_factory=Stop)  # addons/shutdown.py moves it on as mitmproxy stops
     started: float = 0.0
 
     def __post_init__(self) -> None:

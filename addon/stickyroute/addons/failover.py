@@ -19,7 +19,8 @@ Transparent retry, the mitmproxy-native way (mitmproxy 12):
 - Never retried: hard-pinned requests (their state lives on that account; they fail clearly),
   answers that are the client's fault (400, 404, ...), and dropped connections (mitmproxy has
   already answered 502 by the time the `error` hook runs; the account cools down, and the
-  client's own retry lands elsewhere).
+  client's own retry lands elsewhere). Nothing is retried once the proxy stops, and a
+  connection cut by the stop says nothing about its account (core/stop.py).
 In-flight: routing adds 1 when it routes a flow (meta "inflight"); `_finish` takes it off
 exactly once, on `response` or `error` (client disconnects included).
 """
@@ -32,11 +33,13 @@ from collections.abc import Awaitable, Callable
 from mitmproxy import connection, ctx, http
 
 from stickyroute.core.outcome import Kind, Outcome, classify, headroom
+from stickyroute.core.stop import connection_outcome
 from stickyroute.keys import META, RETRY, Retried, RetryNote, RouteMeta
 from stickyroute.log import get_logger
 from stickyroute.state import Kept, State
 
 from .follow import routed
+from .shutdown import stopping
 
 logger = get_logger(__name__)
 
@@ -83,7 +86,8 @@ class Failover:
             outcome = classify(status, flow.response.headers,
                                _error_json(flow.response) if status >= 400 else None, now)
             self._finish(flow, meta, outcome)
-            if outcome.kind in RETRY_ON and request is not None and RETRY not in flow.metadata:
+            if (outcome.kind in RETRY_ON and request is not None and RETRY not in flow.metadata
+                    and not stopping(self.state)):  # a retry now would only be cut
                 await self._retry(flow, meta, request, outcome)
         except Exception:  # never crash on traffic: the client gets what we have
             logger.exception("could not handle the answer to %s",
@@ -94,11 +98,9 @@ class Failover:
         meta = routed(flow)
         if meta is None:
             return
-        msg = flow.error.msg if flow.error else ""
-        ours = flow.response is None and "client" not in msg.lower() and "killed" not in msg
-        outcome = Outcome(Kind.CONNECTION, f"connection error ({msg[:80]})") if ours else (
-            Outcome(Kind.NEUTRAL, f"client gone ({msg[:80]})"))
-        self._finish(flow, meta, outcome, failed=ours)
+        outcome, failed = connection_outcome(flow.error.msg if flow.error else "",
+                                             flow.response is not None, stopping(self.state))
+        self._finish(flow, meta, outcome, failed=failed)
 
     def _finish(self, flow: http.HTTPFlow, meta: RouteMeta, outcome: Outcome,
                 failed: bool | None = None) -> None:
@@ -127,6 +129,8 @@ class Failover:
             retry.metadata[RETRY] = RetryNote(of=flow.id, attempt=attempt, exclude=list(tried))
             await self.replay(retry)
             got = routed(retry)
+            if stopping(self.state) and (got is None or got.get("outcome") != Kind.OK.value):
+                return  # the proxy stops: no other attempt; the client gets the first error
             failed = retry.response is None or (
                 got is not None and got.get("outcome") in RETRY_ON)
             if got is not None and failed and attempt < MAX_ATTEMPTS:

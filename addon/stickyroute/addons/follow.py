@@ -19,10 +19,13 @@ from stickyroute.core.bodycap import MAX_BODY
 from stickyroute.core.logline import describe, describe_result
 from stickyroute.core.observe import Observer
 from stickyroute.core.sse import SseParser, decoder_for, parse_all
+from stickyroute.core.stop import STOPPED_BY_SHUTDOWN
 from stickyroute.keys import META, RouteMeta
 from stickyroute.log import get_logger
 from stickyroute.state import State
 from stickyroute.stores.share import publish_chain
+
+from .shutdown import stopping
 
 logger = get_logger(__name__)
 
@@ -94,7 +97,10 @@ class Follow:
             return
         if stream is not None and stream.observer.usage is not None:
             self._learn(flow, meta, stream.observer, None)
-        logger.warning("%s | failed: %s", describe(meta), flow.error.msg)
+        if stopping(self.state):  # the proxy's own stop cut it: no failure of the account
+            logger.info("%s | %s (%s)", describe(meta), STOPPED_BY_SHUTDOWN, flow.error.msg)
+        else:
+            logger.warning("%s | failed: %s", describe(meta), flow.error.msg)
 
     def _read_body(self, flow: http.HTTPFlow, endpoint: str) -> Observer:
         observer = Observer(endpoint)

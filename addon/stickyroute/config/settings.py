@@ -68,6 +68,9 @@ OPTIONS: tuple[Option, ...] = (
            "Key prefix in Redis, so several deployments can share one Redis server."),
     Option("sticky_store_timeout", int, 100,
            "Milliseconds a request waits for Redis before routing from local memory."),
+    Option("sticky_stop_grace", int, 5,
+           "Seconds a stop of the proxy waits for requests already sent upstream to finish "
+           "(new requests are answered 503 meanwhile); what is still open then is closed."),
     Option("sticky_allow_remote", bool, False,
            "Sign requests from clients on other machines too (any address that is not "
            "loopback). Off: they get a 403 unless the accounts file's clients: gate lets them "
@@ -113,6 +116,7 @@ class Settings:
     store: StoreSpec
     store_prefix: str
     store_timeout: float  # seconds
+    stop_grace: int  # seconds
     allow_remote: bool
     admin: tuple[str, int] | None
     admin_token: str
@@ -153,6 +157,9 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
                          f"got {get('sticky_store_timeout')}")
     if not get("sticky_store_prefix"):
         raise ValueError("Cannot parse sticky_store_prefix option: must not be empty")
+    if not 0 <= get("sticky_stop_grace") <= 3600:
+        raise ValueError("Cannot parse sticky_stop_grace option: seconds from 0 to 3600, got "
+                         f"{get('sticky_stop_grace')}")
     if not get("sticky_accounts"):
         raise ValueError("Cannot parse sticky_accounts option: a path is required")
     try:
@@ -176,6 +183,7 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
         store=store,
         store_prefix=get("sticky_store_prefix"),
         store_timeout=get("sticky_store_timeout") / 1000,
+        stop_grace=get("sticky_stop_grace"),
         allow_remote=get("sticky_allow_remote"),
         admin=admin,
         admin_token=get("sticky_admin_token"),
