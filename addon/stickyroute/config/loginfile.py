@@ -217,3 +217,13 @@ def stanza(imported: Imported) -> str:
     return (f"  - alias: {imported.alias}\n"
             f"    provider: {imported.provider}\n"
             f"    oauth_file: {imported.path}\n")
+
+
+def blank_login(provider: str) -> LoginDoc:
+    """An empty document of the shape a provider's CLI writes, to put tokens in."""
+    empty = Tokens("", "")
+    if provider == "chatgpt":
+        return LoginDoc(CODEX, empty, {"OPENAI_API_KEY": None, "tokens": {}, "last_refresh": ""})
+    if provider == "anthropic":
+        return LoginDoc(CLAUDE, empty, {"claudeAiOauth": {}})
+    raise ValueError(f"provider {provider!r} has no OAuth login")
