@@ -7,6 +7,10 @@
     fake.add_fault(account="acct-a", kind="429", count=3, retry_after=2)
     fake.release_stalls(); fake.clear_faults(); fake.reset_log(); fake.reset(); fake.stop()
 
+Subscription logins (fakeapi/oauth.py): `fake.oauth.create(account, "chatgpt" | "anthropic")`
+issues tokens (write them with `oauth.write_login_file`); `FakeUpstream(access_ttl=SECONDS)`
+sets how long access tokens live; `fake.oauth.refreshes(login)`, `.reused(login)`, `.stats()`.
+
 Request headers the fake understands: `x-fake-output-tokens: N` (reply length, default 20),
 `x-fake-chunk-delay: SECONDS` (pause between SSE events). Control endpoints for other
 processes: GET /_fake/log, POST /_fake/reset[?all=1], POST /_fake/faults (JSON add_fault
