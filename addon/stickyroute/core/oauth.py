@@ -13,6 +13,7 @@ never appear in a reason, an error message or a repr.
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import json
 import math
@@ -66,6 +67,11 @@ class LoginSource:
     file: str
     token_url: str
     client_id: str
+
+
+def fingerprint(token: str) -> str:
+    """A short, stable name for a token that may be kept in flow metadata (not the token)."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 # ---- JWT claims ------------------------------------------------------------------------------

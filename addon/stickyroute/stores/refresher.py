@@ -18,10 +18,11 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from stickyroute.config.accounts import Account
 from stickyroute.config.loginfile import LoginDoc, blank_login, read_login, write_login
 from stickyroute.core.logins import Login, Logins
 from stickyroute.core.oauth import (
@@ -31,6 +32,7 @@ from stickyroute.core.oauth import (
     TokenRequest,
     Tokens,
     classify_failure,
+    fingerprint,
     is_newer,
     read_answer,
     refresh_request,
@@ -92,15 +94,16 @@ class Refresher:
     async def refresh(self, alias: str, stale: str | None = None) -> Tokens | RefreshFailed:
         """Fresh tokens for this login, or why there are none.
 
-        `stale`: the access token the provider just refused (the reactive path). When the held
-        token is already another one, it was replaced meanwhile: no refresh, use the new one.
+        `stale`: the fingerprint of the access token the provider just refused (the reactive
+        path; core.oauth.fingerprint). When the held token is another one, it was replaced
+        meanwhile: no refresh, the caller signs again with the current one.
         """
         login = self.logins.get(alias)
         if login is None:
             return RefreshFailed(Failure.DEAD, "no OAuth login for this account")
         if login.revoked is not None:
             return RefreshFailed(Failure.DEAD, login.revoked)
-        if stale is not None and login.tokens.access_token != stale:
+        if stale is not None and fingerprint(login.tokens.access_token) != stale:
             return login.tokens
         pending = self._pending.get(alias)
         if pending is not None:
@@ -279,7 +282,33 @@ def _lifetime(tokens: Tokens, now: float) -> str:
     return f"{max(0, round(tokens.expires_at - now))} s"
 
 
-# ---- the login file -------------------------------------------------------------------------
+# ---- the login file ---------------------------------------------------------------------------
+def seed_logins(logins: Logins, accounts: Iterable[Account]) -> list[str]:
+    """Load the login of every OAuth account (at start and after each accounts-file reload).
+
+    Keeps what is held when the file is not newer; forgets accounts no longer configured.
+    Returns the aliases that have no usable login (their file cannot be read now).
+    """
+    missing: list[str] = []
+    aliases: list[str] = []
+    for account in accounts:
+        if account.oauth is None:
+            continue
+        aliases.append(account.alias)
+        try:
+            tokens = read_login(account.oauth.file).tokens
+        except ValueError as e:
+            held = logins.get(account.alias)
+            if held is None:
+                missing.append(account.alias)
+            logger.warning("stickyroute: %s: %s%s", account.alias, e,
+                           "; keeping the login held in memory" if held else "")
+            continue
+        logins.seed(account.alias, account.oauth, tokens)
+    logins.retain(aliases)
+    return missing
+
+
 def save_to_file(source: LoginSource, tokens: Tokens, now: float) -> None:
     """Rewrite the login file with new tokens, keeping its shape and other keys."""
     try:

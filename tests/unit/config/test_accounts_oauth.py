@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from stickyroute.config.accounts import AccountsError, load_accounts, parse_accounts
-from stickyroute.core.oauth import CLAUDE_TOKEN_URL, CODEX_CLIENT_ID, CODEX_TOKEN_URL, Tokens
+from stickyroute.core.oauth import (
+    CLAUDE_TOKEN_URL,
+    CODEX_CLIENT_ID,
+    CODEX_TOKEN_URL,
+    Tokens,
+    merge_beta,
+)
+from stickyroute.core.rewrite import set_credentials
 
 from .test_loginfile import ACCESS, CLAUDE_DOC, CODEX_DOC
 
@@ -71,6 +78,19 @@ def test_oauth_credential_headers(logins: Path) -> None:
     assert pinned.credential_headers(tokens)[1] == ("chatgpt-account-id", "acct-override")
     with pytest.raises(ValueError, match="^c: no login tokens to sign with$"):
         c.credential_headers()
+
+
+def test_signing_an_anthropic_oauth_request(logins: Path) -> None:
+    """What the glue does: the client's credentials go, the Bearer comes, the beta is merged."""
+    (a,) = parse("accounts:\n  - {alias: a, provider: anthropic, oauth_file: claude.json}\n",
+                 logins).accounts
+    headers = {"x-api-key": "client-key", "authorization": "Bearer client",
+               "anthropic-beta": "claude-code-20250219,oauth-2025-04-20",
+               "anthropic-version": "2023-06-01"}
+    set_credentials(headers, a.credential_headers(Tokens("live", "r")))
+    headers["anthropic-beta"] = merge_beta([headers["anthropic-beta"]])
+    assert headers == {"authorization": "Bearer live", "anthropic-version": "2023-06-01",
+                       "anthropic-beta": "claude-code-20250219,oauth-2025-04-20"}
 
 
 def test_key_accounts_ignore_tokens(logins: Path) -> None:

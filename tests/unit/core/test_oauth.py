@@ -20,6 +20,7 @@ from stickyroute.core.oauth import (
     chatgpt_account_id,
     check_token_url,
     classify_failure,
+    fingerprint,
     is_newer,
     jwt_claims,
     jwt_expiry,
@@ -208,3 +209,8 @@ def test_merge_beta(values: list[str], merged: str) -> None:
 def test_tokens_repr_and_secrets() -> None:
     assert "old-access" not in repr(OLD) and "old-refresh" not in repr(OLD)
     assert OLD.secrets() == ["old-access", "old-refresh", "old-id", "acct-1"]
+
+
+def test_fingerprint_names_a_token_without_holding_it() -> None:
+    assert fingerprint("old-access") == fingerprint("old-access") != fingerprint("other")
+    assert len(fingerprint("old-access")) == 16 and "old-access" not in fingerprint("old-access")

@@ -20,6 +20,7 @@ from stickyroute.core.oauth import (
     RefreshFailed,
     TokenRequest,
     Tokens,
+    fingerprint,
 )
 from stickyroute.stores.refresher import Refresher, SharedLogin, save_to_file
 
@@ -111,7 +112,7 @@ async def test_concurrent_callers_share_one_refresh() -> None:
     post = TokenEndpoint()
     post.gate = asyncio.Event()
     refresher, logins, disk = make(post)
-    calls = [asyncio.create_task(refresher.refresh("a", stale="access-0")) for _ in range(5)]
+    calls = [asyncio.create_task(refresher.refresh("a", stale=fingerprint("access-0"))) for _ in range(5)]
     await asyncio.sleep(0)
     assert refresher.running("a")
     post.gate.set()
@@ -122,7 +123,7 @@ async def test_concurrent_callers_share_one_refresh() -> None:
     assert all(r == Tokens("access-1", "refresh-1", NOW + 3600) for r in results)
     assert logins.tokens("a") == results[0] and disk.files[SRC.file] == results[0]
     # a late 401 for the old token: already replaced, nothing is sent again
-    assert await refresher.refresh("a", stale="access-0") == results[0]
+    assert await refresher.refresh("a", stale=fingerprint("access-0")) == results[0]
     assert len(post.calls) == 1 and not refresher.running("a")
 
 
@@ -334,3 +335,30 @@ async def test_no_refresh_without_the_share() -> None:
     assert isinstance(result, RefreshFailed) and result.kind is Failure.RETRY
     assert "shared store is unreachable" in result.reason and post.calls == []
     assert logins.get("a").failures == 1  # type: ignore[union-attr]
+
+
+def test_seed_logins_from_the_accounts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from stickyroute.config.accounts import parse_accounts
+    from stickyroute.stores.refresher import seed_logins
+    from tests.unit.config.test_loginfile import CLAUDE_DOC
+
+    (tmp_path / "c.json").write_text(json.dumps(CLAUDE_DOC))
+    (tmp_path / "d.json").write_text(json.dumps(CLAUDE_DOC))
+    accounts = parse_accounts(
+        "accounts:\n  - {alias: c, provider: anthropic, oauth_file: c.json}\n"
+        "  - {alias: d, provider: anthropic, oauth_file: d.json}\n"
+        "  - {alias: k, provider: anthropic, api_key: sk}\n", base_dir=tmp_path, env={})
+    logins = Logins()
+    logins.seed("gone", SRC, OLD)
+    assert seed_logins(logins, accounts.accounts) == []
+    assert "gone" not in logins and "c" in logins and "d" in logins and len(logins) == 2
+    assert logins.tokens("c") == Tokens("sk-ant-oat01-a", "sk-ant-ort01-r",
+                                        CLAUDE_DOC["claudeAiOauth"]["expiresAt"] / 1000)
+    (tmp_path / "c.json").unlink()
+    (tmp_path / "d.json").write_text("{}")
+    fresh = Logins()
+    with caplog.at_level(logging.WARNING, "stickyroute"):
+        assert seed_logins(logins, accounts.accounts) == []  # held in memory: still usable
+        assert seed_logins(fresh, accounts.accounts) == ["c", "d"]
+    assert "keeping the login held in memory" in caplog.text
+    assert "sk-ant" not in caplog.text
