@@ -327,8 +327,11 @@ async def tornado_post(request: TokenRequest, timeout: float) -> tuple[int, byte
     """POST with tornado's asyncio HTTP client (mitmproxy ships it); OSError when no answer.
 
     Proxy variables are ignored: the shell that starts mitmdump often points HTTPS_PROXY at
-    mitmdump itself. Certificates are checked against the system's trust store.
+    mitmdump itself. Certificates are checked against certifi's bundle, the one mitmproxy
+    checks upstream servers with. The request never becomes a flow, so no saved flow or
+    mitmweb view can show the tokens it carries.
     """
+    import certifi
     from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
     client = AsyncHTTPClient(force_instance=True)
@@ -336,7 +339,8 @@ async def tornado_post(request: TokenRequest, timeout: float) -> tuple[int, byte
         answer = await client.fetch(
             HTTPRequest(request.url, method="POST", headers=dict(request.headers),
                         body=request.body, connect_timeout=timeout, request_timeout=timeout,
-                        follow_redirects=False, decompress_response=True),
+                        follow_redirects=False, decompress_response=True,
+                        ca_certs=certifi.where()),
             raise_error=False)
     except HTTPClientError as e:  # 599: no answer (timeout, connection refused, TLS)
         raise OSError(f"no answer from the token endpoint ({e.code})") from None
