@@ -91,6 +91,12 @@ class Refresher:
     def running(self, alias: str) -> bool:
         return alias in self._pending
 
+    async def drain(self) -> None:
+        """Wait for the refreshes in flight (at shutdown: a spent refresh token whose answer
+        is not saved yet would leave the next start with a dead login)."""
+        if self._pending:
+            await asyncio.gather(*(asyncio.shield(f) for f in self._pending.values()))
+
     async def refresh(self, alias: str, stale: str | None = None) -> Tokens | RefreshFailed:
         """Fresh tokens for this login, or why there are none.
 

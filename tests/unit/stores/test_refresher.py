@@ -128,6 +128,22 @@ async def test_concurrent_callers_share_one_refresh() -> None:
 
 
 @run
+async def test_drain_waits_for_refreshes_in_flight() -> None:
+    post = TokenEndpoint()
+    post.gate = asyncio.Event()
+    refresher, logins, disk = make(post)
+    await refresher.drain()  # nothing in flight
+    task = asyncio.create_task(refresher.refresh("a"))
+    await asyncio.sleep(0)
+    drained = asyncio.create_task(refresher.drain())
+    await asyncio.sleep(0)
+    assert not drained.done()
+    post.gate.set()
+    await drained
+    assert disk.files[SRC.file] == logins.tokens("a") == await task != OLD
+
+
+@run
 async def test_the_file_is_written_before_the_tokens_are_used() -> None:
     refresher, logins, disk = make(TokenEndpoint())
     await refresher.refresh("a")
