@@ -33,6 +33,10 @@ run *ARGS: setup
 web *ARGS: setup
     "{{venv}}/bin/mitmweb" -s addon/sticky.py --set sticky_accounts=accounts.yaml --listen-host {{listen}} -p {{port}} {{ARGS}}
 
+# copy a Codex / Claude Code login into the token folder; prints the accounts-file stanza
+import ALIAS FILE *ARGS: setup
+    "{{py}}" -m stickyroute import "{{ALIAS}}" "{{FILE}}" {{ARGS}}
+
 # offline demo: fake upstream + proxy + 3 accounts + 6 conversations, sticky vs not
 demo: setup
     "{{py}}" -m demo

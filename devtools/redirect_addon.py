@@ -13,7 +13,9 @@ from mitmproxy import exceptions, http
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_HOSTS = "api.openai.com,api.anthropic.com,chatgpt.com"
+API_HOSTS = "api.openai.com,api.anthropic.com,chatgpt.com"
+OAUTH_HOSTS = "auth.openai.com,platform.claude.com"  # token endpoints: refreshes go there
+DEFAULT_HOSTS = f"{API_HOSTS},{OAUTH_HOSTS}"
 
 
 def parse_target(spec: str) -> tuple[str, int] | None:

@@ -9,6 +9,10 @@
     FakeUpstream(..., usage=UsagePlan(windows=(300, 10080), steps=(1.0, 0.1)))
     fake.set_usage("acct-a", minutes=300, used_percent=95, resets_in=3600, step=1.0)
 
+Subscription logins (fakeapi/oauth.py): `fake.oauth.create(account, "chatgpt" | "anthropic")`
+issues tokens (write them with `oauth.write_login_file`); `FakeUpstream(access_ttl=SECONDS)`
+sets how long access tokens live; `fake.oauth.refreshes(login)`, `.reused(login)`, `.stats()`.
+
 Request headers the fake understands: `x-fake-output-tokens: N` (reply length, default 20),
 `x-fake-chunk-delay: SECONDS` (pause between SSE events). Control endpoints for other
 processes: GET /_fake/log, POST /_fake/reset[?all=1], POST /_fake/faults (JSON add_fault

@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chatgpt", type=_pair, action="append", default=[],
                         metavar="TOKEN=ACCOUNT:CHATGPT_ACCOUNT_ID")
     parser.add_argument("--cache-ttl", type=float, default=300.0)
+    parser.add_argument("--access-ttl", type=float, default=3600.0,
+                        help="seconds an OAuth access token lives")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     if any(len(v) != 2 for v in chatgpt.values()):
         parser.error("--chatgpt takes TOKEN=ACCOUNT:CHATGPT_ACCOUNT_ID")
     fake = FakeUpstream(dict(args.key), chatgpt, cache_ttl=args.cache_ttl,  # type: ignore[arg-type]
+                        access_ttl=args.access_ttl,
                         host=args.host, port=args.port)
     fake.start()
     print(f"fakeapi listening at {fake.url}", flush=True)

@@ -23,6 +23,7 @@ from .accounts import AccountState
 from .bodies import decode, json_or_none
 from .faults import ERROR_KINDS, Fault, FaultTable
 from .log import new_entry, note_body
+from .oauth import TOKEN_PATHS
 from .wire import Call, Reply, anthropic_error, fault_reply, openai_error, unauthorized
 from .ws import serve_websocket
 
@@ -111,6 +112,11 @@ class FakeHandler(BaseHTTPRequestHandler):
         if split.path.startswith("/_fake/"):
             self._send(self._control(split.path, split.query, raw), entry=None)
             return
+        if self.command == "POST" and split.path in TOKEN_PATHS:
+            reply = self._token(split.path, raw, entry)
+            if reply is not None:
+                self._send(reply, entry)
+            return
         if headers.get("upgrade", "").lower() == "websocket" and ("POST", split.path) in ROUTES:
             serve_websocket(self, ROUTES["POST", split.path][1], headers, entry)
             return
@@ -133,8 +139,13 @@ class FakeHandler(BaseHTTPRequestHandler):
 
         known = route is not None or path.startswith("/v1/models")
         account, credential = self.upstream.authenticate(family if known else "other", headers)
+        oauth = self.upstream.check_oauth(family, headers) if known else None
+        if oauth is not None:  # a subscription login's access token
+            account = oauth.account
         entry.update(account=account, credential=credential)
         if known and account is None:
+            if oauth is not None and oauth.refusal is not None:
+                return oauth.refusal
             return unauthorized(family, _auth_detail(family, credential))
         with self.upstream.lock:
             fault = self.upstream.faults.take(account, path, api=known)
@@ -161,6 +172,26 @@ class FakeHandler(BaseHTTPRequestHandler):
             if metered:
                 usage.charge(account, family, reply, websocket)
             return reply
+
+    def _token(self, path: str, raw: bytes, entry: dict[str, Any]) -> Reply | None:
+        """A token endpoint (refresh); faults that name its path apply, as for any path."""
+        family = TOKEN_PATHS[path]
+        entry.update(api="oauth_token", family=family)
+        body = json_or_none(raw)
+        note_body(entry, body)
+        if isinstance(body, dict) and isinstance(body.get("refresh_token"), str):
+            entry["credential"] = body["refresh_token"]
+        with self.upstream.lock:
+            fault = self.upstream.faults.take(None, path, api=False)
+        if fault is not None:
+            entry["fault"] = fault.kind
+            outcome = self._apply_fault(fault, family, entry)
+            if outcome is not None or fault.kind == "drop":
+                return outcome
+        with self.upstream.lock:
+            reply, login = self.upstream.oauth.token_endpoint(family, body)
+        entry["account"] = login
+        return reply
 
     def _apply_fault(self, fault: Fault, family: str, entry: dict[str, Any]) -> Reply | None:
         """An error reply, None to go on normally, or None after dropping the connection."""

@@ -18,6 +18,7 @@ from typing import Any, Self
 from .accounts import AccountState
 from .faults import Fault, FaultTable, make_fault
 from .usage import Meter, UsagePlan, UsageTable
+from .oauth import Check, OAuthLogins
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class FakeUpstream:
         clock: Callable[[], float] = time.monotonic,
         usage: UsagePlan | None = None,
         wall_clock: Callable[[], float] = time.time,
+        access_ttl: float = 3600.0,
+        oauth_clock: Callable[[], float] = time.time,
     ) -> None:
         self.keys = dict(keys or {})
         self.chatgpt_accounts = {k: tuple(v) for k, v in (chatgpt_accounts or {}).items()}
@@ -66,6 +69,8 @@ class FakeUpstream:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._conns: set[Any] = set()
+        # subscription logins: tests create them (oauth.create) and read their counters
+        self.oauth = OAuthLogins(oauth_clock, access_ttl)
 
     # ---- lifecycle ----
 
@@ -127,6 +132,7 @@ class FakeUpstream:
             self.faults.clear()
             self._accounts.clear()
             self.usage.reset()
+            self.oauth.clear()
 
     def reset_log(self) -> None:
         with self.lock:
@@ -196,6 +202,11 @@ class FakeUpstream:
             chatgpt = self.chatgpt_accounts.get(credential)
             return self.keys.get(credential) or (chatgpt[0] if chatgpt else None), credential
         return self.keys.get(credential), credential
+
+    def check_oauth(self, family: str, headers: Mapping[str, str]) -> Check | None:
+        """Whose OAuth access token this is, or the 401 it gets; None: not one of ours."""
+        with self.lock:
+            return self.oauth.check(family, headers)
 
     def record(self, entry: dict[str, Any]) -> None:
         with self.lock:

@@ -1,7 +1,9 @@
 """The accounts file: parsed into immutable Account values, or a ValueError naming file and line.
 
-Owns credential loading (literal, ${ENV}, api_key_file). A credential must never appear in an
-error message or a repr: errors name the alias and the field, never the value.
+Owns credential loading (literal, ${ENV}, api_key_file, oauth_file). A credential must never
+appear in an error message or a repr: errors name the alias and the field, never the value.
+An OAuth account's tokens change while it runs: the Account keeps only where its login lives
+(`oauth`); the current tokens are held elsewhere and handed to credential_headers().
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from typing import Any
 import yaml
 
 from .clients import ClientGate, parse_clients
+from .loginfile import SHAPE_NAMES, read_login
+from .oauth import DEFAULTS as OAUTH_DEFAULTS
+from .oauth import LoginSource, Tokens, check_token_url
 from .prices import DEFAULTS as DEFAULT_PRICES
 from .prices import Price, parse_prices
 
@@ -28,9 +33,10 @@ DEFAULT_HOSTS: dict[str, tuple[str, ...]] = {
     "chatgpt": ("chatgpt.com",),
 }
 ACCOUNT_FIELDS = frozenset(
-    {"alias", "provider", "api_key", "api_key_file", "account_id", "weight", "hosts", "headers",
-     "enabled"}
+    {"alias", "provider", "api_key", "api_key_file", "oauth_file", "token_url", "client_id",
+     "account_id", "weight", "hosts", "headers", "enabled"}
 )
+CREDENTIAL_FIELDS = ("api_key", "api_key_file", "oauth_file")
 TOP_LEVEL_KEYS = frozenset({"accounts", "prices", "clients"})
 _ALIAS_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -52,15 +58,27 @@ class Account:
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     enabled: bool = True
     key_file: str | None = field(default=None, repr=False, compare=False)
+    oauth: LoginSource | None = None  # a subscription login instead of api_key
 
-    def credential_headers(self) -> list[tuple[str, str]]:
-        """The headers that authenticate a request as this account."""
-        if self.provider == "anthropic":
+    def credential_headers(self, tokens: Tokens | None = None) -> list[tuple[str, str]]:
+        """The headers that authenticate a request as this account.
+
+        An OAuth account needs its login's current `tokens` (ValueError without them); an
+        Anthropic one then signs with a Bearer token, which the API takes only with the
+        oauth beta flag in `anthropic-beta` (see core.oauth.merge_beta).
+        """
+        account_id = self.account_id
+        if self.oauth is not None:
+            if tokens is None:
+                raise ValueError(f"{self.alias}: no login tokens to sign with")
+            out = [("authorization", f"Bearer {tokens.access_token}")]
+            account_id = account_id or tokens.account_id
+        elif self.provider == "anthropic":
             out = [("x-api-key", self.api_key)]
         else:
             out = [("authorization", f"Bearer {self.api_key}")]
-        if self.provider == "chatgpt" and self.account_id:
-            out.append(("chatgpt-account-id", self.account_id))
+        if self.provider == "chatgpt" and account_id:
+            out.append(("chatgpt-account-id", account_id))
         return out + list(self.headers)
 
     def secrets(self) -> list[str]:
@@ -143,7 +161,8 @@ def load_accounts(path: str | Path, env: Mapping[str, str] | None = None) -> Acc
         parsed = parse_accounts(text, base_dir=p.parent, env=os.environ if env is None else env)
     except AccountsError as e:
         raise AccountsError(f"{p}:{e}") from None
-    key_files = tuple(a.key_file for a in parsed.accounts if a.key_file)
+    key_files = tuple(a.key_file for a in parsed.accounts if a.key_file) + tuple(
+        a.oauth.file for a in parsed.accounts if a.oauth)
     return dataclasses.replace(parsed, files=(str(p), *key_files))
 
 
@@ -242,11 +261,24 @@ def _parse_account(entry: dict[str, Any], base_dir: Path, env: Mapping[str, str]
     if provider not in PROVIDERS:
         raise fail("provider", f"{alias}: unknown provider {provider!r} "
                                f"(expected one of: {', '.join(PROVIDERS)})")
-    api_key, key_file = _credential(entry, alias, base_dir, env, fail)
+    given = [k for k in CREDENTIAL_FIELDS if k in entry]
+    if len(given) != 1:
+        raise fail(None, f"{alias}: give exactly one of 'api_key', 'api_key_file' or "
+                         "'oauth_file'")
+    oauth, login_tokens = None, None
+    if given == ["oauth_file"]:
+        api_key, key_file = "", None
+        oauth, login_tokens = _oauth(entry, alias, provider, base_dir, fail)
+    else:
+        for name in ("token_url", "client_id"):
+            if name in entry:
+                raise fail(name, f"{alias}: {name} goes with oauth_file only")
+        api_key, key_file = _credential(entry, alias, base_dir, env, fail)
     account_id = entry.get("account_id")
     if account_id is not None:
         account_id = _expand(str(account_id), alias, "account_id", env, fail)
-    if provider == "chatgpt" and not account_id:
+    if provider == "chatgpt" and not account_id and not (login_tokens and
+                                                         login_tokens.account_id):
         raise fail(None, f"{alias}: a chatgpt account needs 'account_id' (its ChatGPT-Account-ID)")
     weight = entry.get("weight", 1)
     if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
@@ -272,15 +304,43 @@ def _parse_account(entry: dict[str, Any], base_dir: Path, env: Mapping[str, str]
     if not isinstance(enabled, bool):
         raise fail("enabled", f"{alias}: enabled must be true or false")
     return Account(alias, provider, api_key, account_id, weight, tuple(hosts), headers, enabled,
-                   key_file)
+                   key_file, oauth)
+
+
+def _oauth(entry: dict[str, Any], alias: str, provider: str, base_dir: Path,
+           fail: Any) -> tuple[LoginSource, Tokens]:
+    """Where the login lives and how it is refreshed; the file is read once to check it."""
+    if provider not in OAUTH_DEFAULTS:
+        raise fail("oauth_file", f"{alias}: oauth_file is for provider chatgpt (a Codex login) "
+                                 f"or anthropic (a Claude Code login), not {provider}")
+    raw_path = entry["oauth_file"]
+    if not isinstance(raw_path, str) or not raw_path.strip():
+        raise fail("oauth_file", f"{alias}: oauth_file must be a path")
+    path = (base_dir / os.path.expanduser(raw_path)).resolve()
+    try:
+        doc = read_login(path)
+    except ValueError as e:
+        raise fail("oauth_file", f"{alias}: oauth_file {e}") from None
+    if doc.provider != provider:
+        raise fail("oauth_file", f"{alias}: oauth_file {path} holds {SHAPE_NAMES[doc.shape]}, "
+                                 f"which is not for provider {provider}")
+    token_url, client_id = OAUTH_DEFAULTS[provider]
+    if "token_url" in entry:
+        raw = entry["token_url"]
+        try:
+            token_url = check_token_url(raw if isinstance(raw, str) else repr(raw))
+        except ValueError as e:
+            raise fail("token_url", f"{alias}: {e}") from None
+    if "client_id" in entry:
+        client_id = entry["client_id"]
+        if not isinstance(client_id, str) or not client_id.strip():
+            raise fail("client_id", f"{alias}: client_id must be a non-empty string")
+    return LoginSource(provider, str(path), token_url, client_id), doc.tokens
 
 
 def _credential(entry: dict[str, Any], alias: str, base_dir: Path, env: Mapping[str, str],
                 fail: Fail) -> tuple[str, str | None]:
-    has_key, has_file = "api_key" in entry, "api_key_file" in entry
-    if has_key == has_file:
-        raise fail(None, f"{alias}: give exactly one of 'api_key' or 'api_key_file'")
-    if has_key:
+    if "api_key" in entry:
         raw = entry["api_key"]
         if not isinstance(raw, str) or not raw.strip():
             raise fail("api_key", f"{alias}: api_key must be a non-empty string")

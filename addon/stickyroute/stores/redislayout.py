@@ -3,8 +3,10 @@
 Keys (under the prefix): `pin:<session>` = "alias|created" with TTL = idle timeout (capped by
 max age), refreshed on use; `sessions:<alias>` a sorted set of session -> expiry (shared
 session counts); `chain:<provider>/<client>/<id>` = JSON [session, alias] with TTL = the chain
-map's; `health` a hash alias -> JSON (the account's last state change).
-Pure code: no I/O. Values never hold a credential.
+map's; `health` a hash alias -> JSON (the account's last state change); `login:<alias>` and
+`login-lock:<alias>`: an OAuth account's current tokens and its refresh lock (tokenshare.py).
+Pure code: no I/O. No value holds a credential except `login:<alias>`, which exists to hand a
+refreshed login to the other proxies.
 """
 
 from __future__ import annotations
@@ -58,6 +60,12 @@ class Keys:
     @property
     def health(self) -> str:
         return self.prefix + "health"
+
+    def login(self, alias: str) -> str:
+        return self.prefix + "login:" + alias
+
+    def login_lock(self, alias: str) -> str:
+        return self.prefix + "login-lock:" + alias
 
 
 def pin_value(pin: Pin) -> str:
