@@ -55,6 +55,7 @@ def test_namespaced_by_provider_and_client_credential():
     (json.dumps({"session_id": 5}), None),
     (json.dumps(["session_id"]), None),
     ("user_without_session", None),
+    ("user_abc123_account_0f0e_session_" + "9" * 257, None),  # ids are at most 256 characters
     (None, None),
     (42, None),
 ])
