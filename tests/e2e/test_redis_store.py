@@ -11,7 +11,7 @@ from mitmproxy.test import taddons
 from stickyroute.core.pins import Pin, PinTable
 from stickyroute.stores.base import Local
 from stickyroute.stores.redis import RedisStore
-from tests.helpers import ACCOUNTS, addons, flow
+from tests.helpers import ACCOUNTS, addons, flow, resp_body, respond
 
 
 class Mono:
@@ -240,14 +240,25 @@ def test_saved_values_hold_no_credentials(tmp_path, redis_server):
     (p1, c1), _ = two_proxies(tmp_path, redis_server)
 
     async def go():
-        f = flow(body={"input": "x"}, headers=[("session-id", "c")])
+        f = flow(body={"model": "gpt-fake", "input": "x"}, headers=[("session-id", "c")])
         await p1.route.request(f)
+        respond(f, p1.follow, resp_body("resp_1", reasoning="rs_1"))  # a chain to share
+        p1.state.health.on_change = lambda alias, event, now: p1.state.store.save_health(
+            alias, p1.state.health.shared_state(alias, event, now))  # as persist.py wires it
+        p1.state.health.disable("ob", "by hand", 1000.0)
         p1.state.store.changed(p1.state.pins.get(next(iter(p1.state.pins)).session, 1000.0), "hit")
         await p1.state.store.flush(Local(p1.state.pins), 1000.0)
         r = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
-        dump = json.dumps({k: await r.dump(k) is not None and await r.type(k) for k in await r.keys("*")})
-        values = [await r.get(k) for k in await r.keys("t:pin:*")]
-        assert values and not any("sk-" in v or "tok" in v for v in values + [dump])
+        read = {"string": r.get, "hash": r.hgetall, "set": r.smembers,
+                "zset": lambda k: r.zrange(k, 0, -1, withscores=True)}
+        saved = {k: (kind, await read[kind](k))
+                 for k in await r.keys("*") for kind in [await r.type(k)]}
+        # pins, session counts, the chain and the health change: every kind of value is there
+        assert {kind for kind, _ in saved.values()} == {"string", "zset", "hash"}
+        assert any(k.startswith("t:chain:") for k in saved), saved
+        dump = json.dumps(saved)  # key names and values
+        secrets = p1.state.accounts.secrets()
+        assert secrets and not [s for s in secrets if s in dump], dump
         await r.aclose()
         await p1.state.store.close(Local(p1.state.pins), 1.0)
     run(go())

@@ -41,8 +41,14 @@ header_text = st.text(alphabet=st.characters(codec="latin-1"), max_size=40)
 headers = st.dictionaries(st.sampled_from(["authorization", "x-api-key", "session-id",
                                            "x-sticky-session", "conversation_id", "x-custom"]),
                           header_text, max_size=4)
+# Claude Code's metadata.user_id: anything, JSON that breaks off, and the two real forms with
+# session ids of any length (the legacy form's id is whatever follows `_session_`).
 user_ids = (st.text() | st.builds(lambda s: "{" + s, st.text())
-            | st.builds(lambda n: '{"session_id":' + "[" * n, st.integers(0, 5000)))
+            | st.builds(lambda n: '{"session_id":' + "[" * n, st.integers(0, 5000))
+            | st.builds(lambda s: json.dumps({"session_id": s}), st.text(max_size=300))
+            | st.builds(lambda n, c: f"user_ab12_account_0f0e_session_{c * n}",
+                        st.integers(1, 2000), st.sampled_from("0a-")))
+MAX_ID = 256  # the longest client id a session key takes (identify's bound on every source)
 
 
 @SETTINGS
@@ -52,16 +58,34 @@ def test_identify_never_raises(provider, hdrs, body, user_id):
     body.setdefault("metadata", {"user_id": user_id})
     sid = identify.identify(provider, hdrs, body, ["x-custom"])
     if sid is not None:
-        assert sid.key.startswith(provider + "/") and len(sid.key) < 400
-    assert identify.claude_code_session(user_id) is None or isinstance(
-        identify.claude_code_session(user_id), str)
+        parts = identify.split_key(sid.key)
+        assert parts is not None and parts.provider == provider
+        # namespaced by a hash of the client's credential, never the credential itself
+        assert parts.client == identify.client_identity(hdrs)
+        assert parts.value.strip() and len(parts.value) <= MAX_ID, sid
+        if sid.source.startswith("header:"):
+            assert parts.value == hdrs[sid.source.removeprefix("header:")].strip()
+    found = identify.claude_code_session(user_id)
+    if found is not None:  # the id the user_id holds, as it holds it, and bounded
+        assert found.strip() and len(found) <= MAX_ID, found
+        if user_id.startswith("{"):
+            assert json.loads(user_id)["session_id"] == found
+        else:
+            assert user_id.endswith("_session_" + found)
 
 
 @SETTINGS
-@given(raw=st.binary(max_size=2000))
+@given(raw=st.binary(max_size=2000)
+       | json_values.map(lambda v: json.dumps(v).encode())  # JSON, in UTF-8
+       | json_objects.map(lambda v: json.dumps(v).encode("utf-16")))  # JSON, not in UTF-8
 def test_parse_object_never_raises_on_bytes(raw):
-    parsed = rewrite.parse_object(raw)
-    assert parsed is None or isinstance(parsed, dict)
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        value = None
+    # exactly the JSON object the bytes hold in UTF-8; None for anything else (UTF-16 too:
+    # splicing UTF-8 into it would corrupt the body)
+    assert _same(rewrite.parse_object(raw), value if isinstance(value, dict) else None)
 
 
 def _same(a, b) -> bool:
@@ -94,7 +118,8 @@ def test_add_fields_keeps_every_field_and_adds_only_ours(body, ascii_only, cache
 
 # ---- through the glue, on mitmproxy flows ------------------------------------------------------
 
-ACCOUNTS = "accounts:\n  - alias: oa\n    provider: openai\n    api_key: sk-acct-oa\n"
+KEY = "sk-acct-oa"
+ACCOUNTS = f"accounts:\n  - alias: oa\n    provider: openai\n    api_key: {KEY}\n"
 encodings = st.sampled_from(["", "gzip", "zstd", "br", "deflate", "identity", "x-weird",
                              "gzip, zstd"])
 
@@ -112,9 +137,11 @@ def addons(tmp_path_factory):
         yield guard, sticky
 
 
-def _run(addons, raw: bytes, encoding: str, path: str = "/v1/responses"):
+def _run(addons, raw: bytes, encoding: str, path: str = "/v1/responses",
+         host: str = "api.openai.com"):
+    """One request through the guard and routing, then the guard's hook once it was sent."""
     guard, sticky = addons
-    req = tutils.treq(host="api.openai.com", port=443, scheme=b"https", path=path.encode(),
+    req = tutils.treq(host=host, port=443, scheme=b"https", path=path.encode(),
                       method=b"POST", content=b"")
     req.headers.clear()
     if encoding:
@@ -127,6 +154,12 @@ def _run(addons, raw: bytes, encoding: str, path: str = "/v1/responses"):
     return f
 
 
+def _credential_kept_out(f) -> None:
+    """The account's key went upstream, and is nowhere in what the flow keeps."""
+    assert f.request.headers["authorization"] == "Bearer [stickyroute:oa]"  # masked once sent
+    assert KEY not in f.comment and KEY not in json.dumps(f.metadata, default=repr)
+
+
 @SETTINGS
 @given(raw=st.binary(max_size=3000), encoding=encodings)
 def test_bytes_the_addon_does_not_understand_pass_byte_equal(addons, raw, encoding):
@@ -135,6 +168,18 @@ def test_bytes_the_addon_does_not_understand_pass_byte_equal(addons, raw, encodi
     if rewrite.parse_object(raw) is None or encoding not in ("", "identity"):
         # not a JSON object as it stands (random bytes are never valid gzip/zstd/br here)
         assert f.request.raw_content == raw
+        assert f.request.headers.get("content-encoding", "") == encoding
+    _credential_kept_out(f)
+
+
+@SETTINGS
+@given(raw=st.binary(max_size=3000) | json_objects.map(lambda b: json.dumps(b).encode()),
+       encoding=encodings, host=st.sampled_from(["example.com", "api.openai.com.evil.test"]))
+def test_bodies_to_other_hosts_pass_byte_equal(addons, raw, encoding, host):
+    f = _run(addons, raw, encoding, host=host)
+    assert f.request.raw_content == raw  # not even a JSON object is touched
+    assert "authorization" not in f.request.headers  # no account's key, masked or not
+    assert "stickyroute" not in f.metadata and not f.comment
 
 
 @SETTINGS
@@ -149,12 +194,22 @@ def test_json_objects_in_any_encoding_are_routed_and_stay_valid(addons, body, en
     f = _run(addons, raw, encoding)
     meta = f.metadata["stickyroute"]
     assert meta["account"] == "oa"
-    if not meta["injected"]:
+    _credential_kept_out(f)
+    injected = set(meta["injected"])
+    assert injected <= {"prompt_cache_key", "include"}
+    if not injected:
         assert f.request.raw_content == raw
-    else:
-        assert _same(json.loads(f.request.get_content()),
-                     {**json.loads(plain), **{k: json.loads(f.request.get_content())[k]
-                                              for k in meta["injected"]}})
+        return
+    assert f.request.headers.get("content-encoding", "") == encoding  # sent as it came
+    sent, original = json.loads(f.request.get_content()), json.loads(plain)  # still JSON
+    assert _same({k: v for k, v in sent.items() if k not in injected},
+                 {k: v for k, v in original.items() if k not in injected})  # all else kept
+    if "prompt_cache_key" in injected:  # ours only where the client had none
+        assert "prompt_cache_key" not in original
+        assert sent["prompt_cache_key"] == rewrite.cache_key_for(meta["session_key"])
+    if "include" in injected:  # reasoning asked for, nothing stored: the client's list + ours
+        assert original.get("store") is False and original.get("reasoning") is not None
+        assert sent["include"] == [*(original.get("include") or []), rewrite.ENCRYPTED_REASONING]
 
 
 def test_bodies_over_the_cap_pass_untouched(addons, monkeypatch):

@@ -145,15 +145,23 @@ def test_price_override_from_accounts_file(ctx):
     assert f.metadata["stickyroute"]["cost_micros"] == 1000 + 200
 
 
-def test_garbage_responses_never_raise(ctx):
+@pytest.mark.parametrize("body", [b"\x00\xff", b"[1]", b"{\"usage\": 5}", b"",
+                                  b"data: {\"type\": \"response.completed\", \"response\": 7}\n\n"],
+                         ids=["binary", "array", "usage-not-object", "empty", "sse-not-object"])
+def test_garbage_responses_never_raise(ctx, caplog, body):
+    """Follow swallows every exception (logging it at ERROR), so "did not raise" proves nothing:
+    nothing may be logged at ERROR, and the answer is recorded like any other."""
     route, follow, _ = ctx
-    for body in (b"\x00\xff", b"[1]", b"{\"usage\": 5}", b""):
+    caplog.set_level(logging.INFO, "stickyroute")
+    for sse in (False, True):
         f = flow(body={"model": "gpt-fake", "input": "hi"})
         route.route.request(f)
-        respond(f, follow, body)
-        f = flow(body={"model": "gpt-fake", "input": "hi"})
-        route.route.request(f)
-        respond(f, follow, body, sse=True, chunks=1)
+        meta = respond(f, follow, body, sse=sse, chunks=1)
+        assert meta["status"] == 200, sse
+        assert (meta["tokens_in"], meta["response_id"], meta["affinity_break"]) == (None, None, None)
+        assert f.comment.endswith(" | 200"), f.comment  # the line was written: nothing to add
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert sum(s.requests for s in (route.state.ledger["oa"], route.state.ledger["ob"])) == 2
 
 
 def ws_flow(route, headers=()):

@@ -19,7 +19,7 @@ def test_rewrites_credentials_and_pins(addon_ctx):
     addon.route.request(f2)
     assert f2.metadata["stickyroute"]["affinity"] == "hit"
     assert f2.request.headers["authorization"] == f1.request.headers["authorization"]
-    assert "sk-acct" not in f2.comment and "oa" in f2.comment or "ob" in f2.comment
+    assert "sk-acct" not in f2.comment and f"-> {meta['account']} |" in f2.comment
 
 
 def test_other_hosts_and_plain_http_untouched(addon_ctx):

@@ -108,4 +108,9 @@ def test_no_identity_means_unpinned():
     {"system": {"a": 1}, "messages": [{"role": "user", "content": {"x": 1}}]},
 ])
 def test_odd_bodies_never_raise(body):
-    identify("openai", Headers(), body)
+    # no usable id and no user text to derive one from: the request goes unpinned
+    assert identify("openai", Headers(), body) is None
+    assert derived("openai", body) is None
+    # a session header still names the conversation, whatever the body holds
+    named = identify("openai", Headers([(b"session-id", b"s-1")]), body)
+    assert named is not None and named.key.endswith("/s-1") and named.source == "header:session-id"

@@ -86,7 +86,14 @@ def test_error_event_in_stream_counts_as_break():
                                   b"data: {\"usage\": {\"input_tokens\": \"x\"}}\n\n"])
 def test_garbage_never_raises(junk):
     for endpoint in ("responses", "chat", "messages", "other"):
-        observe(endpoint, junk)
+        obs = observe(endpoint, junk)
+        # nothing is learned from junk: no id, no model, no error, no token counted
+        assert (obs.response_id, obs.model, obs.reasoning_ids, obs.error, obs.affinity_break) == (
+            None, None, [], None, None), endpoint
+        assert obs.usage is None or obs.usage == Usage(), endpoint
+        # only a Responses event that says it is complete ends the response
+        assert obs.completed == (b"response.completed" in junk
+                                 and endpoint in ("responses", "other")), endpoint
 
 
 def test_text_delta_events_are_not_parsed(monkeypatch):
