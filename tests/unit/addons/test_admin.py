@@ -90,3 +90,10 @@ def test_server_serves_keeps_alive_and_moves_when_the_option_changes(admin_env):
             assert admin.url is None
 
     asyncio.run(scenario())
+
+
+def test_enable_command_cannot_undo_the_files_enabled_false(admin_env):
+    sticky, admin, _, _ = admin_env
+    with pytest.raises(exceptions.CommandError, match="only the file can enable it"):
+        admin.enable_command("cg")
+    assert not sticky.state.health.available("cg", sticky.state.clock())

@@ -222,3 +222,11 @@ def test_state_shows_shared_counts_and_evictions_reach_the_store(admin_env):
     alias = next(iter(sticky.state.pins)).alias
     api_call(api, "DELETE", f"/api/accounts/{alias}/sessions")
     assert [x for x in seen if x[1] == "removed"] == [("conv-1", "removed"), ("conv-2", "removed")]
+
+
+def test_enable_cannot_undo_the_files_enabled_false(admin_env):
+    sticky, _, api, _ = admin_env
+    reply, data = api_call(api, "POST", "/api/accounts/cg/enable")
+    assert reply.status == 409 and data["error"]["code"] == "disabled_in_file"
+    _, view = api_call(api, "GET", "/api/accounts/cg")
+    assert view["health"]["state"] == "disabled"
