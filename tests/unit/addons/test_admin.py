@@ -41,10 +41,10 @@ def test_token_sources(admin_env, monkeypatch):
     sticky, admin, _, _ = admin_env
     assert admin.token_source == "sticky_admin_token"
     with taddons.context(*sticky) as tctx:
-        monkeypatch.setenv("STICKY_ADMIN_TOKEN", "from-admin_env")
+        monkeypatch.setenv("STICKY_ADMIN_TOKEN", "from-env")
         tctx.configure(admin, sticky_admin_token="")
         assert admin.token_source == "STICKY_ADMIN_TOKEN"
-        assert admin.api.authorized({"authorization": "Bearer from-admin_env"})
+        assert admin.api.authorized({"authorization": "Bearer from-env"})
         monkeypatch.delenv("STICKY_ADMIN_TOKEN")
         tctx.configure(admin, sticky_admin_token="x", sticky_admin="127.0.0.1:1")
         tctx.configure(admin, sticky_admin_token="")

@@ -1,5 +1,5 @@
 """Health glue without processes: routing by health, in-flight counts, transparent retry with a
-fake replay, provider-shaped errors. The e2e versions are in test_failover_e2e.py."""
+fake replay, provider-shaped errors. The e2e versions are in tests/e2e/test_failover.py."""
 
 import asyncio
 import json
