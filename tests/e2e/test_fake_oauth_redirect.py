@@ -7,7 +7,7 @@ import pytest
 from devtools.harness import REDIRECT_ADDON, raw_client, redirect_options
 from fakeapi import FakeUpstream
 from fakeapi.oauth import CLAUDE_CLIENT_ID, CODEX_CLIENT_ID
-from tests.conftest import MitmdumpFactory
+from tests.e2e.helpers import MitmdumpFactory
 
 pytestmark = pytest.mark.e2e
 

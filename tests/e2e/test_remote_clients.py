@@ -23,7 +23,7 @@ from devtools.harness import (
     write_accounts,
 )
 from fakeapi import FakeUpstream
-from tests.conftest import MitmdumpFactory
+from tests.e2e.helpers import MitmdumpFactory
 
 pytestmark = pytest.mark.e2e
 

@@ -42,8 +42,8 @@ from devtools.harness import (
     write_accounts,
 )
 from fakeapi import FakeUpstream
-from tests.conftest import MitmdumpFactory
-from tests.redis_server import RedisServer
+from tests.e2e.helpers import MitmdumpFactory
+from tests.e2e.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 

@@ -129,7 +129,7 @@ def claude_code_session(user_id: Any) -> str | None:
         sid = parsed.get("session_id") if isinstance(parsed, dict) else None
         return sid if _usable(sid) else None
     m = _LEGACY_USER_ID.search(user_id)
-    return m.group(1) if m else None
+    return m.group(1) if m and _usable(m.group(1)) else None
 
 
 def derived(provider: str, body: Mapping[str, Any]) -> str | None:

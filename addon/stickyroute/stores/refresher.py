@@ -15,7 +15,6 @@ clock is injected. A token never appears in a log line or a reason.
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -36,8 +35,9 @@ from stickyroute.core.oauth import (
     read_answer,
     refresh_request,
 )
+from stickyroute.log import get_logger
 
-logger = logging.getLogger("stickyroute")
+logger = get_logger(__name__)
 
 TIMEOUT = 30.0  # seconds one POST to a token endpoint may take
 LOCK_TTL = 2 * TIMEOUT  # a proxy that dies holding the lock blocks the others this long at most
@@ -118,7 +118,7 @@ class Refresher:
         try:
             result = await self._refresh(login)
         except Exception:
-            logger.exception("stickyroute: %s: refreshing the login failed", alias)
+            logger.exception("%s: refreshing the login failed", alias)
             result = RefreshFailed(Failure.RETRY, "the refresh failed unexpectedly")
             self.logins.failed(alias, result, self.clock())
         finally:
@@ -174,7 +174,7 @@ class Refresher:
             try:
                 await self.share.release(alias, self.owner)
             except Exception as e:  # the lock's TTL frees it
-                logger.warning("stickyroute: %s: could not release the refresh lock (%s)", alias,
+                logger.warning("%s: could not release the refresh lock (%s)", alias,
                                type(e).__name__)
 
     async def _exchange(self, login: Login) -> Tokens | RefreshFailed:
@@ -185,7 +185,7 @@ class Refresher:
             status, body = await self.post(request, self.timeout)
         except (OSError, TimeoutError) as e:
             failure = classify_failure(None, None)
-            logger.warning("stickyroute: %s: login refresh: %s (%s); retrying later", alias,
+            logger.warning("%s: login refresh: %s (%s); retrying later", alias,
                            failure.reason, type(e).__name__)
             self.logins.failed(alias, failure, self.clock())
             return failure
@@ -194,20 +194,20 @@ class Refresher:
         if isinstance(result, RefreshFailed):
             self.logins.failed(alias, result, now)
             if result.kind is Failure.DEAD:
-                logger.error("stickyroute: %s: the login is dead: %s", alias, result.reason)
+                logger.error("%s: the login is dead: %s", alias, result.reason)
             else:
-                logger.warning("stickyroute: %s: login refresh: %s; retrying later", alias,
+                logger.warning("%s: login refresh: %s; retrying later", alias,
                                result.reason)
             return result
         try:
             await asyncio.to_thread(self.save, login.source, result, now)
         except (OSError, ValueError) as e:
             # The old refresh token is spent: the new tokens are the only ones that work.
-            logger.error("stickyroute: %s: could not save the refreshed login to %s (%s): "
+            logger.error("%s: could not save the refreshed login to %s (%s): "
                          "using it anyway; a restart before the next refresh needs a new login",
                          alias, login.source.file, type(e).__name__)
         self.logins.refreshed(alias, result)
-        logger.info("stickyroute: %s: login refreshed, valid for %s", alias,
+        logger.info("%s: login refreshed, valid for %s", alias,
                     _lifetime(result, now))
         return result
 
@@ -219,7 +219,7 @@ class Refresher:
             return None
         if not self.logins.adopt(login.alias, tokens):
             return None
-        logger.info("stickyroute: %s: took newer tokens from %s", login.alias, login.source.file)
+        logger.info("%s: took newer tokens from %s", login.alias, login.source.file)
         return tokens
 
     async def _from_share(self, login: Login) -> Tokens | RefreshFailed | None:
@@ -239,10 +239,10 @@ class Refresher:
         try:
             await asyncio.to_thread(self.save, login.source, shared.tokens, self.clock())
         except (OSError, ValueError) as e:
-            logger.error("stickyroute: %s: could not save the shared login to %s (%s)",
+            logger.error("%s: could not save the shared login to %s (%s)",
                          login.alias, login.source.file, type(e).__name__)
         self.logins.adopt(login.alias, shared.tokens)
-        logger.info("stickyroute: %s: took the login another proxy refreshed", login.alias)
+        logger.info("%s: took the login another proxy refreshed", login.alias)
         return shared.tokens
 
     async def _wait_for_other(self, login: Login) -> Tokens | RefreshFailed:
@@ -268,16 +268,16 @@ class Refresher:
         assert self.share is not None
         try:
             if not await self.share.publish(alias, spent.refresh_token, shared):
-                logger.warning("stickyroute: %s: another proxy published a different login "
+                logger.warning("%s: another proxy published a different login "
                                "meanwhile; keeping ours", alias)
         except Exception as e:
-            logger.warning("stickyroute: %s: could not share the refreshed login (%s)", alias,
+            logger.warning("%s: could not share the refreshed login (%s)", alias,
                            type(e).__name__)
 
     def _failed(self, login: Login, reason: str) -> RefreshFailed:
         failure = RefreshFailed(Failure.RETRY, reason)
         self.logins.failed(login.alias, failure, self.clock())
-        logger.warning("stickyroute: %s: login refresh: %s", login.alias, reason)
+        logger.warning("%s: login refresh: %s", login.alias, reason)
         return failure
 
 
@@ -306,7 +306,7 @@ def seed_logins(logins: Logins, accounts: Iterable[Account]) -> list[str]:
             held = logins.get(account.alias)
             if held is None:
                 missing.append(account.alias)
-            logger.warning("stickyroute: %s: %s%s", account.alias, e,
+            logger.warning("%s: %s%s", account.alias, e,
                            "; keeping the login held in memory" if held else "")
             continue
         logins.seed(account.alias, account.oauth, tokens)

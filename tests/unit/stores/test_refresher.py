@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -15,93 +13,31 @@ import pytest
 from stickyroute.config.loginfile import read_login
 from stickyroute.config.oauth import LoginSource, Tokens
 from stickyroute.core.logins import Logins
-from stickyroute.core.oauth import Failure, RefreshFailed, TokenRequest, fingerprint
+from stickyroute.core.oauth import Failure, RefreshFailed, fingerprint
 from stickyroute.stores.refresher import Refresher, SharedLogin, save_to_file
+from tests.helpers import Clock, LoginDisk, TokenEndpoint, run_async
 
 NOW = 1_800_000_000.0
 
-
-def run(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """An async test run to completion on a fresh event loop."""
-
-    @functools.wraps(test)
-    def sync(*args: Any, **kw: Any) -> None:
-        asyncio.run(test(*args, **kw))
-
-    return sync
 
 SRC = LoginSource("anthropic", "/nowhere/a.json", "https://platform.claude.com/v1/oauth/token",
                   "cid")
 OLD = Tokens("access-0", "refresh-0", NOW + 100)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class TokenEndpoint:
-    """An injected POST: answers from a script, counts calls, can hold answers back."""
-
-    def __init__(self, *answers: Any) -> None:
-        self.answers = list(answers)
-        self.calls: list[dict[str, Any]] = []
-        self.gate: asyncio.Event | None = None
-        self.n = 0
-
-    async def __call__(self, request: TokenRequest, timeout: float) -> tuple[int, bytes]:
-        self.calls.append(json.loads(request.body))
-        if self.gate is not None:
-            await self.gate.wait()
-        answer = self.answers.pop(0) if self.answers else "ok"
-        if isinstance(answer, BaseException):
-            raise answer
-        if answer == "ok":
-            self.n += 1
-            return 200, json.dumps({"access_token": f"access-{self.n}",
-                                    "refresh_token": f"refresh-{self.n}",
-                                    "expires_in": 3600}).encode()
-        status, body = answer
-        return status, json.dumps(body).encode()
-
-
-class Disk:
-    """Injected save/load: one login file per source, and what was held at each save."""
-
-    def __init__(self, logins: Logins) -> None:
-        self.logins = logins
-        self.files: dict[str, Tokens] = {}
-        self.held_at_save: list[Tokens | None] = []
-        self.broken = False
-
-    def save(self, source: LoginSource, tokens: Tokens, now: float) -> None:
-        if self.broken:
-            raise OSError(28, "No space left on device")
-        self.held_at_save.append(self.logins.tokens("a"))
-        self.files[source.file] = tokens
-
-    def load(self, source: LoginSource) -> Tokens:
-        if source.file not in self.files:
-            raise ValueError("no file")
-        return self.files[source.file]
-
-
 def make(post: TokenEndpoint, share: Any = None,
-         logins: Logins | None = None) -> tuple[Refresher, Logins, Disk]:
+         logins: Logins | None = None) -> tuple[Refresher, Logins, LoginDisk]:
     logins = logins or Logins()
     if "a" not in logins:
         logins.seed("a", SRC, OLD)
-    disk = Disk(logins)
+    disk = LoginDisk(logins)
     disk.files[SRC.file] = OLD
     refresher = Refresher(logins, post, save=disk.save, load=disk.load, share=share,
-                          clock=Clock(), poll=0)
+                          clock=Clock(NOW), poll=0)
     return refresher, logins, disk
 
 
-@run
+@run_async
 async def test_concurrent_callers_share_one_refresh() -> None:
     post = TokenEndpoint()
     post.gate = asyncio.Event()
@@ -121,7 +57,7 @@ async def test_concurrent_callers_share_one_refresh() -> None:
     assert len(post.calls) == 1 and not refresher.running("a")
 
 
-@run
+@run_async
 async def test_drain_waits_for_refreshes_in_flight() -> None:
     post = TokenEndpoint()
     post.gate = asyncio.Event()
@@ -137,7 +73,7 @@ async def test_drain_waits_for_refreshes_in_flight() -> None:
     assert disk.files[SRC.file] == logins.tokens("a") == await task != OLD
 
 
-@run
+@run_async
 async def test_the_file_is_written_before_the_tokens_are_used() -> None:
     refresher, logins, disk = make(TokenEndpoint())
     await refresher.refresh("a")
@@ -145,7 +81,7 @@ async def test_the_file_is_written_before_the_tokens_are_used() -> None:
     assert logins.get("a").refreshes == 1  # type: ignore[union-attr]
 
 
-@run
+@run_async
 async def test_a_save_failure_still_uses_the_new_tokens(caplog: pytest.LogCaptureFixture) -> None:
     refresher, logins, disk = make(TokenEndpoint())
     disk.broken = True
@@ -155,7 +91,7 @@ async def test_a_save_failure_still_uses_the_new_tokens(caplog: pytest.LogCaptur
     assert "could not save the refreshed login" in caplog.text
 
 
-@run
+@run_async
 async def test_answer_without_refresh_token_keeps_the_old_one() -> None:
     refresher, logins, _ = make(TokenEndpoint((200, {"access_token": "access-x",
                                                      "expires_in": 60})))
@@ -163,7 +99,7 @@ async def test_answer_without_refresh_token_keeps_the_old_one() -> None:
     assert result == Tokens("access-x", "refresh-0", NOW + 60)
 
 
-@run
+@run_async
 async def test_a_dead_login_is_revoked_and_never_sent_again(
         caplog: pytest.LogCaptureFixture) -> None:
     post = TokenEndpoint((400, {"error": "invalid_grant", "error_description": "refresh-0"}))
@@ -183,7 +119,7 @@ async def test_a_dead_login_is_revoked_and_never_sent_again(
     (TimeoutError(), "the token endpoint could not be reached"),
     ((503, {"error": "overloaded"}), "the token endpoint answered 503"),
 ])
-@run
+@run_async
 async def test_transient_failures_back_off(answer: Any, reason: str) -> None:
     refresher, logins, _ = make(TokenEndpoint(answer))
     result = await refresher.refresh("a")
@@ -195,7 +131,7 @@ async def test_transient_failures_back_off(answer: Any, reason: str) -> None:
     assert await refresher.refresh_due(300) == {}  # backing off
 
 
-@run
+@run_async
 async def test_an_unexpected_error_is_a_retry(caplog: pytest.LogCaptureFixture) -> None:
     refresher, logins, _ = make(TokenEndpoint(RuntimeError("boom")))
     with caplog.at_level(logging.ERROR, "stickyroute"):
@@ -204,7 +140,7 @@ async def test_an_unexpected_error_is_a_retry(caplog: pytest.LogCaptureFixture) 
     assert logins.get("a").failures == 1  # type: ignore[union-attr]
 
 
-@run
+@run_async
 async def test_newer_tokens_on_disk_are_taken_without_a_refresh() -> None:
     post = TokenEndpoint()
     refresher, logins, disk = make(post)
@@ -213,7 +149,7 @@ async def test_newer_tokens_on_disk_are_taken_without_a_refresh() -> None:
     assert post.calls == [] and logins.get("a").adopted == 1  # type: ignore[union-attr]
 
 
-@run
+@run_async
 async def test_refresh_due_only_touches_due_logins() -> None:
     logins = Logins()
     logins.seed("a", SRC, OLD)
@@ -225,14 +161,14 @@ async def test_refresh_due_only_touches_due_logins() -> None:
     assert [c["refresh_token"] for c in post.calls] == ["refresh-0"]
 
 
-@run
+@run_async
 async def test_unknown_account() -> None:
     refresher, _, _ = make(TokenEndpoint())
     assert await refresher.refresh("zz") == RefreshFailed(Failure.DEAD,
                                                           "no OAuth login for this account")
 
 
-@run
+@run_async
 async def test_save_to_file_keeps_the_shape(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"claudeAiOauth": {"accessToken": "a", "refreshToken": "r",
@@ -284,7 +220,7 @@ class MemoryShare:
             raise ConnectionError("down")
 
 
-@run
+@run_async
 async def test_two_proxies_refresh_once() -> None:
     share = MemoryShare()
     post = TokenEndpoint()
@@ -304,7 +240,7 @@ async def test_two_proxies_refresh_once() -> None:
     assert await second.refresh_due(300) == {} and len(post.calls) == 1
 
 
-@run
+@run_async
 async def test_a_published_dead_login_is_not_tried_again_elsewhere() -> None:
     share = MemoryShare()
     post = TokenEndpoint((400, {"error": {"code": "refresh_token_reused"}}))
@@ -316,7 +252,7 @@ async def test_a_published_dead_login_is_not_tried_again_elsewhere() -> None:
     assert len(post.calls) == 1 and logins2.get("a").revoked  # type: ignore[union-attr]
 
 
-@run
+@run_async
 async def test_a_holder_that_gave_up_lets_the_next_one_try() -> None:
     share = MemoryShare()
     post = TokenEndpoint((503, {}))
@@ -335,7 +271,7 @@ async def test_a_holder_that_gave_up_lets_the_next_one_try() -> None:
     assert [c["refresh_token"] for c in post.calls] == ["refresh-0", "refresh-0"]
 
 
-@run
+@run_async
 async def test_no_refresh_without_the_share() -> None:
     share = MemoryShare()
     share.down = True

@@ -1,0 +1,116 @@
+import json
+
+import pytest
+from mitmproxy.http import Headers
+
+from stickyroute.core.identify import claude_code_session, derived, identify
+
+
+def H(**kw):
+    return Headers(**{k.replace("_", "-") if k != "session_id" else k: v for k, v in kw.items()})
+
+
+def test_override_header_wins():
+    h = Headers([(b"x-sticky-session", b"mine"), (b"session-id", b"codex")])
+    s = identify("openai", h, {"prompt_cache_key": "pck"})
+    assert s.key.endswith("/mine") and s.source == "header:x-sticky-session"
+
+
+@pytest.mark.parametrize("name", ["x-claude-code-session-id", "session-id", "session_id",
+                                  "conversation_id", "x-session-id", "x-session-affinity",
+                                  "x-opencode-session", "X-Claude-Code-Session-Id"])
+def test_client_session_headers(name):
+    h = Headers([(name.encode(), b"abc-123")])
+    s = identify("anthropic", h, None)
+    assert s.key.endswith("/abc-123") and s.source == f"header:{name.lower()}"
+
+
+def test_extra_headers_option():
+    h = Headers([(b"x-my-conv", b"c1")])
+    assert identify("openai", h, None) is None
+    assert identify("openai", h, None, extra_headers=["x-my-conv"]).source == "header:x-my-conv"
+
+
+def test_codex_header_and_cache_key_give_the_same_session():
+    uuid = "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+    by_header = identify("openai", Headers([(b"session-id", uuid.encode())]), {})
+    by_body = identify("openai", Headers(), {"prompt_cache_key": uuid})
+    assert by_header.key == by_body.key
+
+
+def test_namespaced_by_provider_and_client_credential():
+    body = {"prompt_cache_key": "same"}
+    a = identify("openai", Headers(authorization="Bearer client-1"), body)
+    b = identify("openai", Headers(authorization="Bearer client-2"), body)
+    c = identify("chatgpt", Headers(authorization="Bearer client-1"), body)
+    assert len({a.key, b.key, c.key}) == 3
+    assert "client-1" not in a.key
+
+
+@pytest.mark.parametrize("user_id, expected", [
+    (json.dumps({"device_id": "d", "account_uuid": "a", "session_id": "s-json-1"}), "s-json-1"),
+    ("user_abc123_account_0f0e_session_9b2c7c3e-1111-2222-3333-444455556666",
+     "9b2c7c3e-1111-2222-3333-444455556666"),
+    ("{not json", None),
+    (json.dumps({"session_id": 5}), None),
+    (json.dumps(["session_id"]), None),
+    ("user_without_session", None),
+    ("user_abc123_account_0f0e_session_" + "9" * 257, None),  # ids are at most 256 characters
+    (None, None),
+    (42, None),
+])
+def test_claude_code_metadata_user_id(user_id, expected):
+    assert claude_code_session(user_id) == expected
+
+
+def test_body_forms_in_order():
+    assert identify("anthropic", Headers(), {"metadata": {"session_id": "m1"}}).source == \
+        "body:metadata.session_id"
+    assert identify("openai", Headers(), {"conversation": "conv_1"}).key.endswith("/conv_1")
+    assert identify("openai", Headers(), {"conversation": {"id": "conv_2"}}).key.endswith("/conv_2")
+    assert identify("openai", Headers(), {"prompt_cache_key": 7, "input": []}) is None
+
+
+def claude_turn(n: int, billing: str):
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "fix the bug"}]}]
+    for i in range(n):
+        msgs += [{"role": "assistant", "content": f"answer {i}"},
+                 {"role": "user", "content": [{"type": "text", "text": f"more {i}",
+                                               "cache_control": {"type": "ephemeral"}}]}]
+    return {"model": "claude-sonnet-4-5", "messages": msgs,
+            "system": [{"type": "text", "text": f"x-anthropic-billing-header: cch={billing};"},
+                       {"type": "text", "text": "You are Claude Code.",
+                        "cache_control": {"type": "ephemeral"}}]}
+
+
+def test_derived_key_is_stable_across_turns_and_billing_lines():
+    keys = {derived("anthropic", claude_turn(n, billing=str(n * 7))) for n in range(4)}
+    assert len(keys) == 1
+
+
+def test_derived_key_differs_by_first_message_model_and_system():
+    base = {"model": "gpt-5", "instructions": "be brief", "input": "hello"}
+    k = derived("openai", base)
+    assert k != derived("openai", {**base, "input": "bye"})
+    assert k != derived("openai", {**base, "model": "gpt-5-mini"})
+    assert k != derived("openai", {**base, "instructions": "be long"})
+    assert k == derived("openai", {**base, "input": [{"role": "user", "content": "hello"}]})
+    assert derived("openai", {"model": "m", "input": []}) is None
+
+
+def test_no_identity_means_unpinned():
+    assert identify("openai", Headers(), None) is None
+    assert identify("openai", Headers(), {"model": "m"}) is None
+
+
+@pytest.mark.parametrize("body", [
+    {"messages": "nope"}, {"input": [1, None, "x", {"role": 3}]}, {"metadata": []},
+    {"system": {"a": 1}, "messages": [{"role": "user", "content": {"x": 1}}]},
+])
+def test_odd_bodies_never_raise(body):
+    # no usable id and no user text to derive one from: the request goes unpinned
+    assert identify("openai", Headers(), body) is None
+    assert derived("openai", body) is None
+    # a session header still names the conversation, whatever the body holds
+    named = identify("openai", Headers([(b"session-id", b"s-1")]), body)
+    assert named is not None and named.key.endswith("/s-1") and named.source == "header:session-id"
