@@ -2,7 +2,8 @@
 
 SSE streams keep flowing chunk by chunk: the stream callable feeds a copy of each chunk to the
 observer and hands the chunk on unchanged. WebSocket turns (Codex's Responses transport) are
-followed frame by frame. Never raises out of a hook, never holds a whole stream in memory.
+followed frame by frame; a prewarm frame is logged as such and never counted as a turn. Never
+raises out of a hook, never holds a whole stream in memory.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from stickyroute.core.bodycap import MAX_BODY
 from stickyroute.core.observe import Observer
 from stickyroute.core.prices import format_micros
 from stickyroute.core.sse import SseParser, decoder_for, parse_all
+from stickyroute.core.wsturn import frame_turn
 from stickyroute.stores.share import publish_chain
 
 from .route import META, StickyRoute
@@ -195,9 +197,10 @@ class Follow:
         request: dict[str, Any] = frame["response"] if nested else frame
         r = self.route
         now = r.clock()
-        turns = meta.get("turns", 0)
-        meta["turns"] = turns + 1
-        if turns:  # the handshake counted the first one
+        turn = frame_turn(request, meta.get("turns", 0))
+        meta.update(turns=turn.turns, prewarm=turn.prewarm)
+        if turn.counts:
+            meta["affinity"] = "hit"
             r.ledger[meta["account"]].count_request("hit")
             pin = r.pins.get(meta["session_key"], now) if meta.get("session_key") else None
             if pin is not None:
@@ -217,6 +220,7 @@ class Follow:
             else:
                 message.content = rewrite.add_fields(message.content, frame, add)
         meta["injected"] = sorted(add)
+        meta["request_bytes"] = len(message.content)
         self._turns[flow.id] = Observer("responses")
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
