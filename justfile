@@ -36,7 +36,11 @@ web *ARGS: setup
 demo: setup
     "{{py}}" -m demo
 
-# the test suite (unit + end-to-end with real mitmdump, SDK clients, redis-server)
+# the pinned Codex CLI and Claude Code into .clients/ (npm, no global install) for the e2e tests
+clients:
+    ./scripts/install-clients
+
+# the test suite (unit + end-to-end with real mitmdump, SDK clients, redis-server, real CLIs)
 test *ARGS: setup
     "{{py}}" -m pytest {{ARGS}}
 
