@@ -41,8 +41,12 @@ import ALIAS FILE *ARGS: setup
 demo: setup
     "{{py}}" -m demo
 
+# the pinned Codex CLI and Claude Code into .clients/ (npm, no global install) for the e2e tests
+clients:
+    ./scripts/install-clients
+
 # the test suite (the import contracts, then unit + end-to-end with real mitmdump, SDK
-# clients, redis-server)
+# clients, redis-server, the real CLIs)
 test *ARGS: setup
     "{{venv}}/bin/lint-imports" --no-cache
     "{{py}}" -m pytest {{ARGS}}

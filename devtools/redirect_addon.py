@@ -2,7 +2,9 @@
 
 Load it AFTER the stickyroute addon (`-s addon/sticky.py -s devtools/redirect_addon.py`), so
 stickyroute sees and rewrites the request for the real host first. Requests for any other
-host are left alone. It never touches headers except adding `x-fake-original-host`.
+host are left alone, unless `fake_hosts` is `*`: then every host goes to the fake, so a test of a
+real client stays offline and sees every call it makes. It never touches headers except adding
+`x-fake-original-host`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ def parse_hosts(spec: str) -> frozenset[str]:
     return frozenset(h.strip().lower() for h in spec.split(",") if h.strip())
 
 
+def wanted(hosts: frozenset[str], host: str) -> bool:
+    return "*" in hosts or host in hosts
+
+
 class RedirectToFake:
     def __init__(self) -> None:
         self.target: tuple[str, int] | None = None
@@ -45,7 +51,7 @@ class RedirectToFake:
         )
         loader.add_option(
             "fake_hosts", str, DEFAULT_HOSTS,
-            "Comma-separated host names whose requests go to fake_upstream.",
+            "Comma-separated host names whose requests go to fake_upstream; * for every host.",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -71,7 +77,7 @@ class RedirectToFake:
         if "x-fake-original-host" in flow.request.headers:
             return  # already redirected at requestheaders
         host = flow.request.pretty_host.lower()
-        if host not in self.hosts:
+        if not wanted(self.hosts, host):
             return
         flow.request.headers["x-fake-original-host"] = host
         flow.request.scheme = "http"

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from . import anthropic_api, openai_api
+from . import anthropic_api, openai_api, startup
 from .accounts import AccountState
 from .bodies import decode, json_or_none
 from .faults import ERROR_KINDS, Fault, FaultTable
@@ -155,6 +155,9 @@ class FakeHandler(BaseHTTPRequestHandler):
             if outcome is not None or fault.kind == "drop":
                 return outcome
         if endpoint is None:
+            extra = startup.reply(self.command, self.path, headers, self.upstream.chatgpt_accounts)
+            if extra is not None:
+                return extra
             return _models() if known else _echo(self.path, headers)
         if not isinstance(body, dict):
             return _bad_request(family, "Request body must be a JSON object.")

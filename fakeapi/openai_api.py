@@ -37,12 +37,16 @@ def openai_headers() -> dict[str, str]:
 # ---- Responses -----------------------------------------------------------------------
 
 
-def responses(call: Call, acct: AccountState) -> Reply:
+def responses(call: Call, acct: AccountState,
+              connection: dict[str, StoredResponse] | None = None) -> Reply:
+    """One Responses call. `connection`: the WebSocket's own responses, which it can chain
+    from even with `store: false`; a `generate: false` request (a WebSocket prewarm) warms the
+    account's cache and returns an id to chain from, with no output and no usage."""
     body = call.body
     chain = ""
     prev_id = body.get("previous_response_id")
     if prev_id:
-        stored = acct.responses.get(str(prev_id))
+        stored = acct.responses.get(str(prev_id)) or (connection or {}).get(str(prev_id))
         if stored is None:
             return openai_error(400, f"Previous response with id '{prev_id}' not found.",
                                 "invalid_request_error", "previous_response_not_found",
@@ -55,22 +59,27 @@ def responses(call: Call, acct: AccountState) -> Reply:
 
     prompt = responses_prompt(body, chain)
     cached = acct.use_cache(prompt.text)
-    text = reply_text(call.output_tokens)
-    output = _output_items(body, acct, text)
-    usage = {
+    generate = body.get("generate") is not False
+    text = reply_text(call.output_tokens) if generate else ""
+    output = _output_items(body, acct, text) if generate else []
+    usage: dict[str, Any] | None = {
         "input_tokens": prompt.tokens,
         "input_tokens_details": {"cached_tokens": cached},
         "output_tokens": call.output_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": prompt.tokens + call.output_tokens,
-    }
+    } if generate else None
     resp = _response_object(body, new_id("resp_"), output, usage)
+    answer = responses_item_text({"role": "assistant", "content": text}) if generate else ""
+    stored = StoredResponse(resp["id"], prompt.text, answer)
     if body.get("store", True) is not False:
-        answer = responses_item_text({"role": "assistant", "content": text})
-        acct.responses[resp["id"]] = StoredResponse(resp["id"], prompt.text, answer)
+        acct.responses[resp["id"]] = stored
+    if connection is not None:
+        connection[resp["id"]] = stored
 
     reply = Reply(200, resp, headers=openai_headers(), response_id=resp["id"],
-                  usage=normalised_usage(prompt.tokens, cached, call.output_tokens, 0, usage))
+                  usage=normalised_usage(prompt.tokens, cached, call.output_tokens, 0, usage)
+                  if usage else None)
     if call.stream:
         reply.events = _responses_events(resp)
     return reply
@@ -106,7 +115,7 @@ def _text_part(text: str) -> dict[str, Any]:
 
 
 def _response_object(body: dict[str, Any], resp_id: str, output: list[dict[str, Any]],
-                     usage: dict[str, Any]) -> dict[str, Any]:
+                     usage: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "id": resp_id, "object": "response", "created_at": int(time.time()),
         "status": "completed", "background": False, "error": None, "incomplete_details": None,

@@ -2,12 +2,14 @@
 
 Each client text frame `{"type": "response.create", ...request fields}` is one turn: it is
 answered by the same events the SSE stream carries, one JSON frame each, and logged like an
-HTTP request (api "responses", ws: True). Credentials come from the handshake's headers.
+HTTP request (api "responses", ws: True). Credentials come from the handshake's headers. A turn
+can chain from any earlier response of its connection, even one made with `store: false`.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -18,6 +20,7 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
 from . import openai_api
+from .accounts import StoredResponse
 from .log import new_entry, note_body
 from .wire import Reply, unauthorized
 
@@ -42,7 +45,8 @@ class Exchange(Protocol):
     def end_headers(self) -> None: ...
     def _send(self, reply: Reply, entry: dict[str, Any] | None) -> None: ...
     def _call(self, endpoint: Callable[..., Reply], family: str, body: dict[str, Any],
-              headers: dict[str, str], account: str) -> Reply: ...
+              headers: dict[str, str], account: str, metered: bool = True,
+              websocket: bool = False) -> Reply: ...
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -66,6 +70,7 @@ def serve_websocket(handler: Exchange, family: str, headers: dict[str, str],
     handler.close_connection = True
     ws = Connection(ConnectionType.SERVER)
     text = ""
+    responses: dict[str, StoredResponse] = {}  # chainable on this connection, store or not
     while True:
         data = handler.rfile.read1(65536)
         ws.receive_data(data or None)
@@ -79,7 +84,7 @@ def serve_websocket(handler: Exchange, family: str, headers: dict[str, str],
             elif isinstance(event, TextMessage):
                 text += event.data
                 if event.message_finished:
-                    for frame in _turn(handler, family, headers, account, text):
+                    for frame in _turn(handler, family, headers, account, text, responses):
                         handler.wfile.write(ws.send(TextMessage(frame)))
                     text = ""
             elif isinstance(event, BytesMessage):
@@ -90,7 +95,7 @@ def serve_websocket(handler: Exchange, family: str, headers: dict[str, str],
 
 
 def _turn(handler: Exchange, family: str, headers: dict[str, str], account: str,
-          text: str) -> list[str]:
+          text: str, responses: dict[str, StoredResponse]) -> list[str]:
     try:
         frame = json.loads(text)
     except ValueError:
@@ -104,7 +109,8 @@ def _turn(handler: Exchange, family: str, headers: dict[str, str], account: str,
     entry.update(api="responses", ws=True, account=account,
                  credential=handler.upstream.authenticate(family, headers)[1])
     note_body(entry, body)
-    reply = handler._call(openai_api.responses, family, body, headers, account, websocket=True)
+    endpoint = functools.partial(openai_api.responses, connection=responses)
+    reply = handler._call(endpoint, family, body, headers, account, websocket=True)
     entry.update(status=reply.status, response_id=reply.response_id, usage=reply.usage,
                  error_code=reply.error_code, completed=True)
     handler.upstream.record(entry)

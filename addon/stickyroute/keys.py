@@ -65,4 +65,5 @@ class RouteMeta(TypedDict):
     cost_micros: NotRequired[int]
     priced: NotRequired[bool]
     affinity_break: NotRequired[str | None]
-    turns: NotRequired[int]  # WebSocket: response.create frames seen
+    turns: NotRequired[int]  # WebSocket: real turns on the connection (prewarms not counted)
+    prewarm: NotRequired[bool]  # WebSocket: the last client frame was a prewarm (generate false)

@@ -40,3 +40,28 @@ def test_handshake_without_credential_is_refused(fake_upstream: FakeUpstream) ->
 
     with pytest.raises(InvalidStatus, match="401"):
         connect(f"ws://127.0.0.1:{fake_upstream.port}/v1/responses", proxy=None)
+
+
+def test_prewarm_warms_the_cache_and_chains_on_its_connection_only(
+        fake_upstream: FakeUpstream) -> None:
+    url = f"ws://127.0.0.1:{fake_upstream.port}/v1/responses"
+    system = "Be brief and exact. " * 400  # well past the cache's minimum prefix
+    headers = {"authorization": "Bearer sk-test-openai-a"}
+    with connect(url, proxy=None, additional_headers=headers) as ws:
+        warm = turn(ws, {"model": "gpt-fake", "instructions": system, "input": [],
+                         "store": False, "generate": False})
+        first = turn(ws, {"model": "gpt-fake", "input": "hi", "store": False,
+                          "previous_response_id": warm["response"]["id"]})
+    with connect(url, proxy=None, additional_headers=headers) as ws:
+        elsewhere = turn(ws, {"model": "gpt-fake", "input": "again", "store": False,
+                              "previous_response_id": first["response"]["id"]})
+    assert warm["response"]["output"] == [] and warm["response"]["usage"] is None
+    assert first["response"]["output"] and first["response"]["usage"]["output_tokens"] == 20
+    assert first["response"]["usage"]["input_tokens_details"]["cached_tokens"] > 0
+    # store: false keeps a response on its connection: another connection cannot chain from it
+    assert elsewhere["type"] == "error"
+    assert elsewhere["error"]["code"] == "previous_response_not_found"
+    warm_entry, first_entry, _ = fake_upstream.requests()
+    assert warm_entry["usage"] is None and warm_entry["body"]["generate"] is False
+    assert first_entry["usage"]["cached_tokens"] == first["response"]["usage"][
+        "input_tokens_details"]["cached_tokens"]

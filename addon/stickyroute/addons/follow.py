@@ -2,7 +2,8 @@
 
 SSE streams keep flowing chunk by chunk: the stream callable feeds a copy of each chunk to the
 observer and hands the chunk on unchanged. WebSocket turns (Codex's Responses transport) are
-followed frame by frame. Never raises out of a hook, never holds a whole stream in memory.
+followed frame by frame; a prewarm frame is logged as such and never counted as a turn. Never
+raises out of a hook, never holds a whole stream in memory.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from stickyroute.core.logline import describe, describe_result
 from stickyroute.core.observe import Observer
 from stickyroute.core.sse import SseParser, decoder_for, parse_all
 from stickyroute.core.stop import STOPPED_BY_SHUTDOWN
+from stickyroute.core.wsturn import frame_turn
 from stickyroute.keys import META, RouteMeta
 from stickyroute.log import get_logger
 from stickyroute.state import State
@@ -199,9 +201,10 @@ class Follow:
         request = cast(dict[str, object], frame["response"]) if nested else frame
         st = self.state
         now = st.clock()
-        turns = meta.get("turns", 0)
-        meta["turns"] = turns + 1
-        if turns:  # the handshake counted the first one
+        turn = frame_turn(request, meta.get("turns", 0))
+        meta["turns"], meta["prewarm"] = turn.turns, turn.prewarm
+        if turn.counts:
+            meta["affinity"] = "hit"
             st.ledger[meta["account"]].count_request("hit")
             key = meta["session_key"]
             pin = st.pins.get(key, now) if key else None
@@ -222,6 +225,7 @@ class Follow:
             else:
                 message.content = rewrite.add_fields(message.content, frame, add)
         meta["injected"] = sorted(add)
+        meta["request_bytes"] = len(message.content)
         self._turns[flow.id] = Observer("responses")
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:

@@ -21,6 +21,8 @@ def describe(meta: RouteMeta) -> str:
     if meta.get("moved_from"):
         affinity += f" from {meta['moved_from']}"
     parts.append(affinity)
+    if meta.get("prewarm"):
+        parts.append("prewarm")
     parts.append(f"{meta['request_bytes']} B")
     if meta["injected"]:
         parts.append("+" + ",".join(meta["injected"]))

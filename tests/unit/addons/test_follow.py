@@ -201,6 +201,40 @@ def test_websocket_frames_injected_and_observed(ctx):
     follow.websocket_end(f)
 
 
+def test_websocket_prewarm_is_no_turn_and_costs_nothing_without_usage(ctx, caplog):
+    route, follow, clock = ctx
+    caplog.set_level(logging.INFO, "stickyroute")
+    f = ws_flow(route, [("session-id", "ws-warm")])
+    follow.response(f)
+    meta = f.metadata["stickyroute"]
+    stats = route.state.ledger[meta["account"]]
+    pin = route.state.pins.get(meta["session_key"], clock())
+    assert stats.requests == pin.requests == 1  # the handshake: it stands for the first turn
+
+    def turn(frame, usage, rid):
+        sent = ws_send(follow, f, {"type": "response.create", "model": "gpt-fake", **frame}, True)
+        assert meta["request_bytes"] == len(sent.content) > 0  # the frame, not the 0 B handshake
+        completed = {"id": rid, "model": "gpt-fake", "output": [], "usage": usage}
+        ws_send(follow, f, {"type": "response.completed", "response": completed}, False)
+        return caplog.records[-1].message
+
+    line = turn({"input": [], "generate": False}, None, "resp_warm")
+    assert " | new | prewarm | " in line and " | 101" in line and "in " not in line
+    assert (stats.requests, pin.requests, stats.cost_micros, stats.tokens_in) == (1, 1, 0, 0)
+    line = turn({"input": "hi", "previous_response_id": "resp_warm"},
+                resp_body("r1")["usage"], "resp_1")
+    assert "| prewarm |" not in line and " | new | " in line and "in 1000 / out 100" in line
+    assert (stats.requests, pin.requests, stats.tokens_in) == (1, 1, 1000)
+    assert stats.cost_micros > 0
+    line = turn({"input": "more", "previous_response_id": "resp_1"},
+                resp_body("r2")["usage"], "resp_2")
+    assert " | hit | " in line and (stats.requests, pin.requests) == (2, 2)
+    # a prewarm the provider reports usage for is priced like any answer, still not a turn
+    cost = stats.cost_micros
+    line = turn({"input": [], "generate": False}, resp_body("r3")["usage"], "resp_3")
+    assert "prewarm" in line and stats.cost_micros > cost and stats.requests == 2
+
+
 def test_failed_stream_is_logged_and_forgotten(ctx, caplog):
     route, follow, _ = ctx
     f = flow(body={"model": "gpt-5", "input": "hi", "stream": True})
