@@ -27,6 +27,10 @@ class Retried(TypedDict):
     after: list[str]  # "alias: reason" per failed attempt
 
 
+class AnsweredMeta(TypedDict):
+    answered: str  # what the proxy answered itself (e.g. "workspace discovery")
+
+
 class RefusedMeta(TypedDict):
     error: str  # the error code the client got
     message: str

@@ -346,10 +346,6 @@ def test_claude_code_api_key(clis: dict[str, Path], proxy: Mitmdump, fake: FakeU
     assert_proxy_sane(proxy)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Codex >= 0.169 asks /backend-api/wham/accounts/check which workspaces its token may use "
-    "and stops when its own is missing; stickyroute signs that call with a pool account's "
-    "token, whose answer lists only the pool account's workspace"))
 def test_codex_chatgpt_login_of_a_workspace_outside_the_pool(
         clis: dict[str, Path], proxy: Mitmdump, fake: FakeUpstream, tmp_path: Path) -> None:
     home = Home(tmp_path / "personal")
@@ -357,9 +353,15 @@ def test_codex_chatgpt_login_of_a_workspace_outside_the_pool(
     chatgpt_login(home, "ws-personal-elsewhere")
     env = {"CODEX_HOME": str(home.codex_home), "HTTPS_PROXY": proxy.proxy_url,
            "CODEX_CA_CERTIFICATE": str(proxy.ca_path)}
+    # Codex asks which workspaces its login may use and stops when its own is not listed; the
+    # proxy answers that itself with the client's own workspace (its requests are the pool's).
     # Broken, Codex retries for ~12 s; fixed, it answers in well under a second.
     run(clis, home, [str(clis["codex"]), "exec", "--skip-git-repo-check", "-m", CODEX_MODEL,
                      "Say hi."], env, timeout=6)
+    assert fake.requests(path="/backend-api/wham/accounts/check") == []  # answered locally
+    assert proxy.wait_for_output(r"wham/accounts/check -> 200: answered by the proxy")
+    calls = [c for c in model_calls(fake, "responses") if c["headers"].get("session-id")]
+    assert calls and all(c["account"] in {alias for alias, _ in SEATS.values()} for c in calls)
 
 
 def test_pinned_versions_are_the_ones_installed(clis: dict[str, Path], tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from stickyroute.core.identify import client_identity
 from stickyroute.core.logline import describe
 from stickyroute.core.plan import (
     NOTHING_ASKED,
+    Answer,
     Claim,
     Incoming,
     NeedChain,
@@ -41,6 +42,7 @@ from stickyroute.keys import (
     META,
     RETRY,
     SIGNED,
+    AnsweredMeta,
     RefusedMeta,
     RetryNote,
     RouteMeta,
@@ -108,6 +110,15 @@ class StickyRoute:
                     flow.metadata[META] = RefusedMeta(error=e.code, message=e.message)
                     logger.warning("%s %s -> %s: %s", incoming.route.provider, flow.request.path,
                                    e.status, e)
+                case Answer() as answer:
+                    flow.response = http.Response.make(
+                        answer.status, answer.body,
+                        {"content-type": "application/json",
+                         "x-stickyroute-answered": answer.what.replace(" ", "-")})
+                    flow.metadata[META] = AnsweredMeta(answered=answer.what)
+                    logger.info("%s %s -> %s: answered by the proxy (%s)",
+                                incoming.route.provider, flow.request.path, answer.status,
+                                answer.what)
                 case Plan() as p:
                     self._apply(flow, incoming, p, now)
         except Exception:

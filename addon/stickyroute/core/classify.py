@@ -14,6 +14,7 @@ class Endpoint(StrEnum):
     RESPONSES = "responses"
     CHAT = "chat"
     MESSAGES = "messages"
+    WORKSPACES = "workspaces"  # ChatGPT's workspace discovery, which the proxy answers itself
     OTHER = "other"
 
 
@@ -26,6 +27,7 @@ _ENDPOINTS: tuple[tuple[str, Endpoint], ...] = (
     ("/responses", Endpoint.RESPONSES),  # /v1/responses, /backend-api/codex/responses
     ("/chat/completions", Endpoint.CHAT),
     ("/messages", Endpoint.MESSAGES),
+    ("/backend-api/wham/accounts/check", Endpoint.WORKSPACES),
 )
 
 
@@ -46,5 +48,7 @@ def classify(provider: str | None, path: str) -> Route | None:
     if endpoint is Endpoint.MESSAGES and provider != "anthropic":
         endpoint = Endpoint.OTHER
     if endpoint in (Endpoint.RESPONSES, Endpoint.CHAT) and provider == "anthropic":
+        endpoint = Endpoint.OTHER
+    if endpoint is Endpoint.WORKSPACES and provider != "chatgpt":
         endpoint = Endpoint.OTHER
     return Route(provider, endpoint)

@@ -1,4 +1,5 @@
-"""Provider-shaped error answers the proxy gives itself (no account available, moves refused).
+"""Answers the proxy gives itself instead of the provider: provider-shaped errors (no account
+available, moves refused), and ChatGPT's workspace discovery.
 
 The message says which account and why, and never carries a credential.
 """
@@ -43,3 +44,19 @@ def error_body(provider: str, status: int, message: str, code: str) -> bytes:
         kind = {429: "rate_limit_error", 401: "invalid_request_error"}.get(status, "server_error")
         doc = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return json.dumps(doc).encode()
+
+
+def workspaces_answer(workspace: str) -> bytes:
+    """What ChatGPT's workspace discovery (`/backend-api/wham/accounts/check`) answers a client
+    whose requests the proxy routes: the client's own workspace, on chatgpt.com, with no
+    routing constraint.
+
+    The Codex CLI asks it before its first turn and stops when the workspace it logged in with
+    is not listed. Signed with a pool account's token, the provider would list that account's
+    workspace instead; but which account serves is the proxy's decision, so the client's own
+    workspace is the true answer for it.
+    """
+    entry = {"id": workspace, "name": None, "structure": "personal",
+             "workspace_backend_origin": "https://chatgpt.com",
+             "account_routing_override": "NO_CONSTRAINT"}
+    return json.dumps({"accounts": [entry], "account_ordering": [workspace]}).encode()

@@ -7,6 +7,7 @@ with one of:
   NeedChain  a shared store may know this previous_response_id: ask it, then plan again
   NeedClaim  a new session on a shared store: claim it, then plan again with the winner
   Refusal    no account can serve it: answer the client with this error
+  Answer     the proxy answers itself (ChatGPT's workspace discovery)
 Nothing here writes a table or touches a flow (the pin table's lazy expiry on read aside), so
 planning twice is harmless and tests drive it without mitmproxy.
 """
@@ -20,13 +21,14 @@ from typing import Any, NamedTuple, Protocol
 
 from stickyroute.config.accounts import Account, AccountSet
 from stickyroute.config.clients import Client
+from stickyroute.config.oauth import chatgpt_account_id
 from stickyroute.config.settings import Settings
 
 from . import peek, rewrite
 from .chains import ChainMap, continue_session, unknown_previous
 from .choose import Affinity, Chooser, decide
 from .classify import Endpoint, Route
-from .errors import NoAccount
+from .errors import NoAccount, workspaces_answer
 from .fallback import decide_or_move, drop_foreign_reasoning, explain, pools, portable
 from .health import Health
 from .identify import SessionId, identify
@@ -106,6 +108,12 @@ class Refusal(NamedTuple):
     error: NoAccount
 
 
+class Answer(NamedTuple):
+    status: int
+    body: bytes
+    what: str  # for the log line and the flow's metadata
+
+
 class Plan(NamedTuple):
     account: Account
     affinity: Affinity
@@ -119,7 +127,7 @@ class Plan(NamedTuple):
     keep_copy: bool  # keep the client's request for a transparent retry
 
 
-Step = Plan | NeedChain | NeedClaim | Refusal
+Step = Plan | NeedChain | NeedClaim | Refusal | Answer
 
 
 def read(incoming: Incoming, settings: Settings) -> Reading:
@@ -149,6 +157,10 @@ def plan(incoming: Incoming, reading: Reading, tables: Tables, now: float,
          waited: Waited = NOTHING_ASKED) -> Step:
     """What to do with one request (see the module docstring)."""
     s, route = tables.settings, incoming.route
+    if route.endpoint is Endpoint.WORKSPACES:
+        workspace = client_workspace(incoming.headers)
+        if workspace is not None:
+            return Answer(200, workspaces_answer(workspace), "workspace discovery")
     session, body = reading.session, reading.body
     pinned: str | None = None
     if s.enabled and body is not None and route.endpoint is Endpoint.RESPONSES:
@@ -219,3 +231,13 @@ def _edits(incoming: Incoming, reading: Reading, body: dict[str, Any] | None,
     if add:
         new = rewrite.add_fields(raw, body, add)
     return new, tuple(sorted(add)), tuple(gone)
+
+
+def client_workspace(headers: Mapping[str, str]) -> str | None:
+    """The ChatGPT workspace the client itself logged in with: the ChatGPT-Account-ID it sent,
+    else the claim in its own access token (read here, never sent anywhere)."""
+    sent = headers.get("chatgpt-account-id", "").strip()
+    if sent:
+        return sent[:128]
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return chatgpt_account_id(token.strip()) if scheme.lower() == "bearer" else None

@@ -12,10 +12,11 @@ import pytest
 from stickyroute.config.accounts import parse_accounts
 from stickyroute.config.clients import Client
 from stickyroute.core.choose import Affinity
-from stickyroute.core.classify import classify
+from stickyroute.core.classify import Endpoint, classify
 from stickyroute.core.outcome import Kind, Outcome
 from stickyroute.core.plan import (
     NOTHING_ASKED,
+    Answer,
     Claim,
     Incoming,
     NeedChain,
@@ -280,3 +281,38 @@ def test_plan_never_writes_a_table(shared):
                            Waited(chain_asked=True, claim=Claim(None))):
                 step(st, inc, waited)
         assert tables(st) == before, unwell
+
+
+# ---- ChatGPT's workspace discovery: the proxy answers it with the client's own workspace ----
+
+def _jwt(claims: dict) -> str:
+    import base64
+
+    def part(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none'})}.{part(claims)}.sig"
+
+
+@pytest.mark.parametrize("headers, workspace", [
+    ({"chatgpt-account-id": "ws-own"}, "ws-own"),
+    ({"authorization": "Bearer " + _jwt({"https://api.openai.com/auth":
+                                          {"chatgpt_account_id": "ws-claim"}})}, "ws-claim"),
+])
+def test_workspace_discovery_is_answered_with_the_clients_own_workspace(headers, workspace):
+    route = classify("chatgpt", "/backend-api/wham/accounts/check")
+    assert route is not None and route.endpoint is Endpoint.WORKSPACES
+    incoming = Incoming(route, headers, None, "c")
+    step = plan(incoming, read(incoming, State().settings), State(), 0.0)
+    assert isinstance(step, Answer) and step.status == 200
+    doc = json.loads(step.body)
+    assert doc["account_ordering"] == [workspace] and doc["accounts"][0]["id"] == workspace
+    assert doc["accounts"][0]["account_routing_override"] == "NO_CONSTRAINT"
+
+
+def test_workspace_discovery_without_a_workspace_goes_upstream_like_any_request():
+    assert classify("openai", "/backend-api/wham/accounts/check").endpoint is Endpoint.OTHER
+    route = classify("chatgpt", "/backend-api/wham/accounts/check")
+    incoming = Incoming(route, {"authorization": "Bearer not-a-jwt"}, None, "c")
+    step = plan(incoming, read(incoming, State().settings), State(), 0.0)
+    assert not isinstance(step, Answer)  # no workspace named: routed to an account as usual
