@@ -57,6 +57,9 @@ class Follow:
         self.state = state
         self._streams: dict[str, _Stream] = {}
         self._turns: dict[str, Observer] = {}  # WebSocket flow id -> the turn in progress
+        # WebSocket flow id -> the alias whose in-flight count a client's turn holds: a stop
+        # drains these like requests upstream, so their answers are learned before the save
+        self._open: dict[str, str] = {}
         self._said: set[str] = set()
 
     # ---- HTTP --------------------------------------------------------------------------
@@ -188,7 +191,10 @@ class Follow:
                     turn.message(obj)
                 if turn.completed or turn.error:
                     del self._turns[flow.id]
-                    self._learn(flow, meta, turn, 101)
+                    try:
+                        self._learn(flow, meta, turn, 101)
+                    finally:
+                        self._turn_over(flow)
         except Exception:
             logger.exception("could not follow a WebSocket frame")
 
@@ -227,6 +233,14 @@ class Follow:
         meta["injected"] = sorted(add)
         meta["request_bytes"] = len(message.content)
         self._turns[flow.id] = Observer("responses")
+        self._turn_over(flow)  # the protocol is one turn at a time; never count one twice
+        st.ledger[meta["account"]].inflight += 1
+        self._open[flow.id] = meta["account"]
+
+    def _turn_over(self, flow: http.HTTPFlow) -> None:
+        alias = self._open.pop(flow.id, None)
+        if alias is not None:
+            self.state.ledger[alias].inflight -= 1
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         turn = self._turns.pop(flow.id, None)
@@ -234,6 +248,7 @@ class Follow:
         if turn is not None and meta is not None and turn.usage is not None:
             with contextlib.suppress(Exception):
                 self._learn(flow, meta, turn, 101)
+        self._turn_over(flow)
 
 
 def routed(flow: http.HTTPFlow) -> RouteMeta | None:

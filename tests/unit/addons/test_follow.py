@@ -1,6 +1,7 @@
 """addons/follow.py: the way back — streamed and JSON responses, chains, usage, cost, WebSocket
 frames."""
 
+import asyncio
 import json
 import logging
 
@@ -247,3 +248,24 @@ def test_failed_stream_is_logged_and_forgotten(ctx, caplog):
     assert follow._streams == {}
     assert any("failed: Client disconnected." in r.message and r.levelno == logging.WARNING
                for r in caplog.records)
+
+
+def test_a_websocket_turn_is_in_flight_until_its_answer_so_a_stop_drains_it(ctx):
+    route, follow, _ = ctx
+    f = ws_flow(route, [("session-id", "ws-drain")])
+    route.failover.responseheaders(f)
+    asyncio.run(route.failover.response(f))  # the 101 ends the handshake's in-flight count
+    stats = route.state.ledger[f.metadata["stickyroute"]["account"]]
+    assert stats.inflight == 0
+    ws_send(follow, f, {"type": "response.create", "model": "gpt-fake", "input": "hi"}, True)
+    assert stats.inflight == 1  # upstream now: a stop waits for it like an HTTP request
+    ws_send(follow, f, {"type": "response.created", "response": {"id": "resp_d"}}, False)
+    assert stats.inflight == 1
+    done = {"id": "resp_d", "model": "gpt-fake", "output": [], "usage": resp_body("d")["usage"]}
+    ws_send(follow, f, {"type": "response.completed", "response": done}, False)
+    assert stats.inflight == 0 and stats.tokens_in == 1000  # learned, then let go
+    ws_send(follow, f, {"type": "response.create", "model": "gpt-fake", "input": "x"}, True)
+    ws_send(follow, f, {"type": "response.create", "model": "gpt-fake", "input": "y"}, True)
+    assert stats.inflight == 1  # one turn at a time: a new frame replaces an unanswered one
+    follow.websocket_end(f)  # the connection closes mid-turn
+    assert stats.inflight == 0
