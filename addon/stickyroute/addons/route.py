@@ -1,11 +1,12 @@
 """Glue for the way in: the request hook. Reads a request into a view, lets the core plan it,
-waits on the shared store when the plan says so, then applies the plan to the flow.
+waits on the shared store or on an expired login's refresh when the plan says so, then applies
+the plan to the flow (a subscription account signs with its login's current tokens).
 
 classify (step 1) happens here; identify, choose and the body edits (steps 2-4) are
 core/plan.py's; the way back (steps 5-6) is follow.py and failover.py. mitmproxy's addon
 manager catches an exception that escapes a hook and goes on with the next addon, which would
 leave this flow half-routed: so none escapes, the request passes through untouched and we say
-so. Never logs or stores a credential.
+so. Never logs or stores a credential (flow metadata keeps a login token's fingerprint only).
 """
 
 from __future__ import annotations
