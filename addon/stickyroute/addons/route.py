@@ -135,7 +135,9 @@ class StickyRoute:
         st = self.state
         alias = await st.claims.settle(need.session, need.candidates, st.chooser, st.pins,
                                        st.store, st.clock())
-        self._route(flow, incoming, reading, waited._replace(claim=Claim(alias)))
+        then = self._route(flow, incoming, reading, waited._replace(claim=Claim(alias)))
+        if then is not None:  # the account's login must be refreshed first
+            await then
 
     async def _tokens_then_route(self, flow: http.HTTPFlow, incoming: Incoming,
                                  reading: Reading, waited: Waited, need: NeedTokens) -> None:

@@ -407,3 +407,18 @@ def test_a_restart_keeps_a_dead_login_dead_until_a_new_one(env: Env) -> None:
     renewed = restart()  # imported again while the proxy was down
     assert renewed.logins.get(alias).revoked is None  # type: ignore[union-attr]
     assert renewed.health.available(alias, env.clock())
+
+
+def test_a_new_session_claimed_on_a_shared_store_waits_for_its_login_too(env: Env) -> None:
+    from stickyroute.stores.base import MemoryStore
+
+    class Shared(MemoryStore):
+        shared = True  # new sessions are claimed first, as on Redis
+
+    env.state.store = Shared()
+    env.clock.t = 1600  # every token expired
+    f = env.request(session="brand-new")
+    alias = meta(f)["account"]
+    tokens = env.state.logins.tokens(alias)
+    assert tokens is not None and tokens.expires_at == 2200
+    assert f.request.headers["authorization"] == f"Bearer {tokens.access_token}"
