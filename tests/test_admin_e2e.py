@@ -20,6 +20,7 @@ from devtools.harness import (
     openai_client,
     redirect_options,
 )
+from fakeapi.oauth import write_login_file
 
 pytestmark = pytest.mark.e2e
 
@@ -42,6 +43,10 @@ accounts:
     provider: chatgpt
     api_key: tok-chatgpt-a
     account_id: chatgpt-account-id-a
+  - alias: sub
+    provider: anthropic
+    oauth_file: sub.json
+    enabled: false  # a subscription login: its view is in the answers, it takes no traffic
 """
 SECRETS = ("sk-test-openai-a", "sk-test-openai-b", "proj-secret-77", "sk-ant-test-a",
            "tok-chatgpt-a", "chatgpt-account-id-a")
@@ -50,6 +55,7 @@ SECRETS = ("sk-test-openai-a", "sk-test-openai-b", "proj-secret-77", "sk-ant-tes
 def start_proxy(factory: Any, fake: Any, tmp: Path, **options: Any) -> tuple[Any, str]:
     accounts = tmp / "accounts.yaml"
     accounts.write_text(ACCOUNTS)
+    write_login_file(tmp / "sub.json", fake.oauth.create("sub", "anthropic"))
     port = find_free_port()
     opts = {"sticky_accounts": str(accounts), "sticky_admin": f"127.0.0.1:{port}",
             **redirect_options(fake), **options}
@@ -96,13 +102,14 @@ def test_endpoints_show_a_live_run(live: Any) -> None:
     state = admin.get("/api/state").json()
     assert state["sessions"]["count"] >= 2 and state["uptime"] > 0
     by_alias = {a["alias"]: a for a in state["accounts"]}
-    assert set(by_alias) == {"oa", "ob", "an", "cg"}
+    assert set(by_alias) == {"oa", "ob", "an", "cg", "sub"}
+    assert by_alias["sub"]["login"]["state"] == "live" and by_alias["oa"]["login"] is None
     s1 = session_of(admin, "conv-state-1")
     assert s1["requests"] == 2 and s1["alias"] in ("oa", "ob")
     assert by_alias[s1["alias"]]["affinity"].get("hit", 0) >= 1
     assert session_of(admin, "conv-state-2")["alias"] == "an"
     assert admin.get("/api/sessions?account=an").json()["total"] >= 1
-    assert admin.get("/api/accounts").json()["accounts"] == [
+    assert admin.get("/api/accounts").json()["accounts"][:4] == [  # sub's expires_in ticks
         admin.get(f"/api/accounts/{a}").json() for a in ("oa", "ob", "an", "cg")]
     metrics = admin.get("/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
