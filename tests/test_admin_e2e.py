@@ -54,8 +54,12 @@ SECRETS = ("sk-test-openai-a", "sk-test-openai-b", "proj-secret-77", "sk-ant-tes
 
 def start_proxy(factory: Any, fake: Any, tmp: Path, **options: Any) -> tuple[Any, str]:
     accounts = tmp / "accounts.yaml"
-    accounts.write_text(ACCOUNTS)
-    write_login_file(tmp / "sub.json", fake.oauth.create("sub", "anthropic"))
+    # a dead subscription login: the first background pass finds it revoked (log in again)
+    with fake.lock:
+        dead = fake.oauth.create("sub", "anthropic", access_ttl=0)
+        fake.oauth.revoke(dead.login)
+    write_login_file(tmp / "sub.json", dead)
+    accounts.write_text(ACCOUNTS + f"    token_url: {fake.url}/v1/oauth/token\n")
     port = find_free_port()
     opts = {"sticky_accounts": str(accounts), "sticky_admin": f"127.0.0.1:{port}",
             **redirect_options(fake), **options}
@@ -103,7 +107,8 @@ def test_endpoints_show_a_live_run(live: Any) -> None:
     assert state["sessions"]["count"] >= 2 and state["uptime"] > 0
     by_alias = {a["alias"]: a for a in state["accounts"]}
     assert set(by_alias) == {"oa", "ob", "an", "cg", "sub"}
-    assert by_alias["sub"]["login"]["state"] == "live" and by_alias["oa"]["login"] is None
+    assert by_alias["sub"]["login"]["file"].endswith("sub.json")
+    assert by_alias["oa"]["login"] is None
     s1 = session_of(admin, "conv-state-1")
     assert s1["requests"] == 2 and s1["alias"] in ("oa", "ob")
     assert by_alias[s1["alias"]]["affinity"].get("hit", 0) >= 1
