@@ -146,7 +146,8 @@ class StickyRoute:
         (a dead login moves soft pins, a hard pin gets its clear refusal), then route."""
         st = self.state
         try:
-            await st.refresher.refresh(need.alias)
+            # by fingerprint: a refresh that ended since the plan is not run again
+            await st.refresher.refresh(need.alias, stale=need.stale)
             st.sync_logins()
         except Exception:
             self._failed(flow)

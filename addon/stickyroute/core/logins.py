@@ -110,16 +110,20 @@ class Logins:
             del self._by_alias[alias]
         return gone
 
+    # A login may be forgotten (its account left the accounts file) while its refresh runs:
+    # what comes back for it is then dropped here, never an error.
     def refreshed(self, alias: str, tokens: Tokens, now: float | None = None) -> None:
-        login = self._by_alias[alias]
+        login = self._by_alias.get(alias)
+        if login is None:
+            return
         login.tokens, login.failures, login.retry_at, login.last_error = tokens, 0, 0.0, None
         login.got_at = now
         login.refreshes += 1
 
     def adopt(self, alias: str, tokens: Tokens, now: float | None = None) -> bool:
         """Take newer tokens someone else got (another proxy, the file); False if not newer."""
-        login = self._by_alias[alias]
-        if not is_newer(tokens, login.tokens):
+        login = self._by_alias.get(alias)
+        if login is None or not is_newer(tokens, login.tokens):
             return False
         login.tokens, login.failures, login.retry_at, login.last_error = tokens, 0, 0.0, None
         login.revoked = None
@@ -128,7 +132,9 @@ class Logins:
         return True
 
     def failed(self, alias: str, failure: RefreshFailed, now: float) -> None:
-        login = self._by_alias[alias]
+        login = self._by_alias.get(alias)
+        if login is None:
+            return
         login.last_error = failure.reason
         login.refresh_failures += 1
         if failure.kind is Failure.DEAD:

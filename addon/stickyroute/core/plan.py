@@ -36,6 +36,7 @@ from .health import Health
 from .identify import SessionId, identify
 from .ledger import Ledger
 from .logins import Logins
+from .oauth import fingerprint
 from .pins import Pin, PinTable
 
 
@@ -112,6 +113,7 @@ class NeedClaim(NamedTuple):
 
 class NeedTokens(NamedTuple):
     alias: str  # the account whose login must be refreshed before it can sign
+    stale: str | None = None  # the expired access token's fingerprint (None: no login held)
 
 
 class Refusal(NamedTuple):
@@ -200,7 +202,8 @@ def plan(incoming: Incoming, reading: Reading, tables: Tables, now: float,
         login = tables.logins.get(account.alias)
         if login is None or login.expired(now):
             if account.alias not in waited.refreshed:
-                return NeedTokens(account.alias)
+                stale = fingerprint(login.tokens.access_token) if login is not None else None
+                return NeedTokens(account.alias, stale)
             if login is None:  # account health takes it out; until then, never pass through
                 return Refusal(NoAccount(route.provider, f"account {account.alias} has no "
                                                          "login to sign with"))

@@ -199,3 +199,12 @@ def test_what_a_refused_token_means_after_its_refresh() -> None:
                           NOW + 5)
     assert (retry.kind, retry.reset) == (Kind.RATE_LIMITED, NOW + 5)
     assert retry.reason == "login refresh failing: the token endpoint answered 502"
+
+
+def test_what_comes_back_for_a_forgotten_login_is_dropped() -> None:
+    logins = Logins()
+    logins.seed("a", SRC, held(100))
+    logins.retain([])  # its account left the accounts file while its refresh ran
+    logins.refreshed("a", held(200, 2), NOW)
+    logins.failed("a", RefreshFailed(Failure.DEAD, "log in again (invalid_grant)", 400), NOW)
+    assert not logins.adopt("a", held(300, 3), NOW) and "a" not in logins

@@ -11,6 +11,7 @@ from fakeapi.oauth import OAuthLogins, write_login_file
 from stickyroute.config.accounts import parse_accounts
 from stickyroute.core.classify import classify
 from stickyroute.core.identify import SessionId
+from stickyroute.core.oauth import fingerprint
 from stickyroute.core.plan import Incoming, NeedTokens, Plan, Refusal, Waited, plan, read
 from stickyroute.state import State
 from tests.helpers import Clock
@@ -61,6 +62,8 @@ def test_an_expired_token_asks_for_its_refresh_once(world) -> None:
     clock.t = 1600
     need = step(state)
     assert isinstance(need, NeedTokens) and need.alias in ("c1", "c2")
+    held = state.logins.tokens(need.alias)
+    assert held is not None and need.stale == fingerprint(held.access_token)  # never the token
     # the refresh failed and health did not take the account out: the provider decides
     again = step(state, Waited(refreshed=frozenset({need.alias})))
     assert isinstance(again, Plan) or (isinstance(again, NeedTokens) and again.alias != need.alias)
@@ -75,7 +78,7 @@ def test_a_login_that_vanished_is_never_sent_unsigned(world) -> None:
     state.pins.put(first.session.key, alias, state.clock())  # what applying the plan does
     state.logins.retain([a for a in ("c1", "c2") if a != alias])  # as if never loaded
     need = step(state)
-    assert need == NeedTokens(alias)  # pinned there: the refresh says the login is missing
+    assert need == NeedTokens(alias, None)  # pinned there: the refresh says it is missing
     refused = step(state, Waited(refreshed=frozenset({alias})))
     assert isinstance(refused, Refusal) and "has no login to sign with" in str(refused.error)
 
