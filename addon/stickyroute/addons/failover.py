@@ -23,7 +23,9 @@ Transparent retry, the mitmproxy-native way (mitmproxy 12):
   pins included); a second 401 for it is not refreshed again. A dead login takes the account
   out (revoked: log in again), a failing refresh cools it until the next try; then the usual
   failover applies.
-- Never retried: hard-pinned requests (their state lives on that account; they fail clearly),
+- Never retried: hard-pinned requests (their state lives on that account; they fail clearly;
+  a subscription account's are kept for the resend above, and any other failure of theirs
+  is answered by routing's own clear refusal, as the account is out by then),
   answers that are the client's fault (400, 404, ...), and dropped connections (mitmproxy has
   already answered 502 by the time the `error` hook runs; the account cools down, and the
   client's own retry lands elsewhere). Nothing is retried once the proxy stops, and a
