@@ -222,9 +222,11 @@ def plan(incoming: Incoming, reading: Reading, tables: Tables, now: float,
         injected=injected,
         dropped=dropped,
         # a subscription account's refused token is refreshed and the request sent again
-        # to the same account, so any of its requests is worth keeping (hard pins too)
-        keep_copy=incoming.attempt == 0 and (account.oauth is not None or (
-            incoming.has_body and (movable or not (session is not None and session.hard)))),
+        # to the same account, so any of its requests is worth keeping (hard pins too), but a
+        # WebSocket handshake, which replay cannot send again
+        keep_copy=incoming.attempt == 0 and (
+            (account.oauth is not None and "upgrade" not in incoming.headers)
+            or (incoming.has_body and (movable or not (session is not None and session.hard)))),
         tokens=tokens,
     )
 

@@ -91,3 +91,17 @@ def test_hard_pins_on_a_login_account_are_kept_for_a_resend(world, monkeypatch) 
     monkeypatch.setattr(plan_module, "identify", lambda *a, **k: hard)
     got = step(state)
     assert isinstance(got, Plan) and got.keep_copy
+
+
+def test_a_websocket_handshake_is_not_kept(world) -> None:
+    state, _, _ = world
+    route = classify("anthropic", "/v1/messages")
+    assert route is not None
+    inc = Incoming(route=route, headers={"upgrade": "websocket", "x-claude-code-session-id": "w"},
+                   raw=None, client="c")
+    got = plan(inc, read(inc, state.settings), state, state.clock(), NOTHING)
+    assert isinstance(got, Plan) and not got.keep_copy
+    bodiless = Incoming(route=route, headers={"x-claude-code-session-id": "g"}, raw=None,
+                        client="c")
+    got = plan(bodiless, read(bodiless, state.settings), state, state.clock(), NOTHING)
+    assert isinstance(got, Plan) and got.keep_copy  # a GET is sent again after a refresh
