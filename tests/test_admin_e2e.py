@@ -52,14 +52,20 @@ SECRETS = ("sk-test-openai-a", "sk-test-openai-b", "proj-secret-77", "sk-ant-tes
            "tok-chatgpt-a", "chatgpt-account-id-a")
 
 
-def start_proxy(factory: Any, fake: Any, tmp: Path, **options: Any) -> tuple[Any, str]:
-    accounts = tmp / "accounts.yaml"
-    # a dead subscription login: the first background pass finds it revoked (log in again)
+def write_accounts(fake: Any, tmp: Path) -> Path:
+    """ACCOUNTS, with the login file of `sub`: a dead subscription login (the first
+    background pass finds it revoked: log in again)."""
     with fake.lock:
         dead = fake.oauth.create("sub", "anthropic", access_ttl=0)
         fake.oauth.revoke(dead.login)
     write_login_file(tmp / "sub.json", dead)
+    accounts = tmp / "accounts.yaml"
     accounts.write_text(ACCOUNTS + f"    token_url: {fake.url}/v1/oauth/token\n")
+    return accounts
+
+
+def start_proxy(factory: Any, fake: Any, tmp: Path, **options: Any) -> tuple[Any, str]:
+    accounts = write_accounts(fake, tmp)
     port = find_free_port()
     opts = {"sticky_accounts": str(accounts), "sticky_admin": f"127.0.0.1:{port}",
             **redirect_options(fake), **options}
