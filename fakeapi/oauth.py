@@ -89,6 +89,7 @@ class OAuthLogins:
         self._logins: dict[str, _Login] = {}
         self._by_refresh: dict[str, _Login] = {}  # every refresh token ever issued
         self._by_access: dict[str, _Login] = {}
+        self._id_tokens: set[str] = set()
         self._seq = itertools.count(1)
 
     # ---- tests' side ---------------------------------------------------------------------
@@ -123,6 +124,20 @@ class OAuthLogins:
         """Kill a login as the provider would (a password change, a logout elsewhere)."""
         self._logins[login].revoked = True
 
+    def expire(self, login: str) -> None:
+        """End the login's access tokens now, ahead of their `exp` (as a provider may): the
+        next request with one gets the provider's 401, and a refresh is due."""
+        now = self.clock()
+        state = self._logins[login]
+        for token in state.access:
+            state.access[token] = min(state.access[token], now)
+
+    def secrets(self) -> set[str]:
+        """Every token this fake ever issued (tests search what the proxy wrote for them)."""
+        out = set(self._by_refresh) | set(self._by_access) | self._id_tokens
+        out |= {s.chatgpt_account_id for s in self._logins.values() if s.chatgpt_account_id}
+        return out
+
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per login: refreshes, reused, revoked, account, family (no token)."""
         return {s.name: {"account": s.account, "family": s.family, "refreshes": s.refreshes,
@@ -133,6 +148,7 @@ class OAuthLogins:
         self._logins.clear()
         self._by_refresh.clear()
         self._by_access.clear()
+        self._id_tokens.clear()
 
     # ---- the wire --------------------------------------------------------------------------
     def token_endpoint(self, family: str, body: Any) -> tuple[Reply, str | None]:
@@ -209,6 +225,7 @@ class OAuthLogins:
             id_token = make_jwt({"iss": "fakeapi", "sub": state.name, "exp": exp,
                                  "email": f"{state.account}@example.test",
                                  AUTH_CLAIM: {"chatgpt_account_id": state.chatgpt_account_id}})
+            self._id_tokens.add(id_token)
         return Issued(state.name, state.family, access, state.refresh_token, exp, id_token,
                       state.chatgpt_account_id)
 

@@ -10,6 +10,7 @@ if TYPE_CHECKING:  # the addons import mitmproxy: only load them when asked to b
     from .addons.failover import Failover
     from .addons.follow import Follow
     from .addons.guard import Guard
+    from .addons.logins import LoginRefresh
     from .addons.options import StickyOptions
     from .addons.persist import Persistence
     from .addons.route import StickyRoute
@@ -27,6 +28,7 @@ class Addons(NamedTuple):
     #                     Persistence's done() makes the final save
     route: StickyRoute
     follow: Follow
+    logins: LoginRefresh  # its done() lets login refreshes finish before the store closes
     persist: Persistence
     sweeper: Sweeper
     admin: StickyAdmin
@@ -47,6 +49,7 @@ def build(state: State | None = None) -> Addons:
     from .addons.failover import Failover
     from .addons.follow import Follow
     from .addons.guard import Guard
+    from .addons.logins import LoginRefresh
     from .addons.options import StickyOptions
     from .addons.persist import Persistence
     from .addons.route import StickyRoute
@@ -57,7 +60,7 @@ def build(state: State | None = None) -> Addons:
     state = state or State()
     kept = Kept[http.Request]()  # the client's own requests, for failover's retries
     return Addons(StickyOptions(state), Guard(state), Shutdown(state), StickyRoute(state, kept),
-                  Follow(state),
+                  Follow(state), LoginRefresh(state),
                   Persistence(state), Sweeper(state), StickyAdmin(state),
                   StickyCommands(state), Failover(state, kept))
 

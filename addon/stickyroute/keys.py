@@ -19,6 +19,7 @@ class RetryNote(TypedDict):
     of: str  # the id of the flow whose answer failed
     attempt: int  # 1, 2, ...
     exclude: list[str]  # aliases already tried
+    refreshed: NotRequired[list[str]]  # aliases whose login was refreshed for it: once only
 
 
 class Retried(TypedDict):
@@ -55,6 +56,7 @@ class RouteMeta(TypedDict):
     dropped_reasoning: int
     attempt: int
     inflight: NotRequired[bool]  # counted in the ledger until failover takes it off
+    token_fingerprint: NotRequired[str]  # a subscription login's access token, by fingerprint
     # ---- the way back (follow.py, failover.py) ----
     outcome: NotRequired[str]  # core.outcome.Kind value
     retried: NotRequired[Retried]

@@ -1,12 +1,14 @@
 """The one State the addons share: settings, accounts, the routing tables, the store, the clock.
 
 Built once in `make_addons()` and handed to every addon, view, metric and API handler, which
-all type against it. It owns no behaviour beyond taking new settings and new accounts into
-service; what happens on traffic is the core's and the glue's. No mitmproxy import.
+all type against it. It owns no behaviour beyond taking new settings and new accounts (with
+their logins) into service; what happens on traffic is the core's and the glue's. No
+mitmproxy import.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,12 +18,18 @@ from stickyroute.config.settings import Settings
 from stickyroute.core.chains import ChainMap
 from stickyroute.core.choose import Chooser
 from stickyroute.core.health import Health
+from stickyroute.core.health import State as Condition
 from stickyroute.core.ledger import Ledger
+from stickyroute.core.logins import Logins, sync_health
 from stickyroute.core.pins import PinTable, SweepStats
 from stickyroute.core.prices import PriceTable
 from stickyroute.core.stop import Stop
+from stickyroute.log import get_logger
 from stickyroute.stores.base import MemoryStore, Store
+from stickyroute.stores.refresher import Post, Refresher, seed_logins, tornado_post
 from stickyroute.stores.share import Claims
+
+logger = get_logger(__name__)
 
 
 @dataclass(eq=False)
@@ -39,10 +47,14 @@ class State:
     claims: Claims = field(default_factory=Claims)
     sweeps: SweepStats = field(default_factory=SweepStats)
     stop: Stop = field(default_factory=Stop)  # addons/shutdown.py moves it on as mitmproxy stops
+    logins: Logins = field(default_factory=Logins)  # subscription accounts' current tokens
+    post: Post = tornado_post  # how a refresh reaches a token endpoint (tests inject theirs)
+    refresher: Refresher = field(init=False)  # Persistence gives it the store's token share
     started: float = 0.0
 
     def __post_init__(self) -> None:
         self.started = self.started or self.clock()
+        self.refresher = Refresher(self.logins, self.post, clock=self.clock)
         self.use_settings(self.settings)
 
     @property
@@ -61,9 +73,20 @@ class State:
         self.chains.max_size = 4 * settings.max_sessions
 
     def use_accounts(self, accounts: AccountSet) -> None:
-        self.health.new_accounts(self.accounts.accounts, accounts.accounts, self.clock())
+        now = self.clock()
+        self.health.new_accounts(self.accounts.accounts, accounts.accounts, now)
         self.accounts = accounts
         self.prices = PriceTable(accounts.prices)
+        seed_logins(self.logins, accounts.accounts)
+        self.sync_logins()
+
+    def sync_logins(self) -> None:
+        """Account health follows the logins (core.logins.sync_health); logs what changed."""
+        for change in sync_health(self.logins, self.health, self.accounts.accounts,
+                                  self.clock()):
+            logger.log(logging.INFO if change.after is Condition.HEALTHY else logging.WARNING,
+                       "account %s %s -> %s: %s", change.alias, change.before.value,
+                       change.after.value, change.reason or "its login works again")
 
 
 class Kept[T]:

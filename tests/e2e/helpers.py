@@ -16,6 +16,7 @@ from devtools.harness import (
     openai_client,
     redirect_options,
 )
+from fakeapi.oauth import write_login_file
 
 MitmdumpFactory = Callable[..., Mitmdump]
 
@@ -36,17 +37,32 @@ accounts:
     provider: chatgpt
     api_key: tok-chatgpt-a
     account_id: chatgpt-account-id-a
+  - alias: sub
+    provider: anthropic
+    oauth_file: sub.json
+    enabled: false  # a subscription login: its view is in the answers, it takes no traffic
 """
 ADMIN_SECRETS = ("sk-test-openai-a", "sk-test-openai-b", "proj-secret-77", "sk-ant-test-a",
                  "tok-chatgpt-a", "chatgpt-account-id-a")  # every credential in ADMIN_ACCOUNTS
+
+
+def write_admin_accounts(fake: Any, tmp: Path) -> Path:
+    """ADMIN_ACCOUNTS, with the login file of `sub`: a dead subscription login (the first
+    background pass finds it revoked: log in again)."""
+    with fake.lock:
+        dead = fake.oauth.create("sub", "anthropic", access_ttl=0)
+        fake.oauth.revoke(dead.login)
+    write_login_file(tmp / "sub.json", dead)
+    accounts = tmp / "accounts.yaml"
+    accounts.write_text(ADMIN_ACCOUNTS + f"    token_url: {fake.url}/v1/oauth/token\n")
+    return accounts
 
 
 def start_proxy(factory: MitmdumpFactory, fake: Any, tmp: Path, **options: Any
                 ) -> tuple[Mitmdump, str]:
     """mitmdump with stickyroute on ADMIN_ACCOUNTS, the admin API on a free port: (proxy, its
     admin base URL)."""
-    accounts = tmp / "accounts.yaml"
-    accounts.write_text(ADMIN_ACCOUNTS)
+    accounts = write_admin_accounts(fake, tmp)
     port = find_free_port()
     opts = {"sticky_accounts": str(accounts), "sticky_admin": f"127.0.0.1:{port}",
             **redirect_options(fake), **options}

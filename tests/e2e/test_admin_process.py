@@ -17,7 +17,7 @@ from devtools.harness import (
     find_free_port,
     redirect_options,
 )
-from tests.e2e.helpers import ADMIN_ACCOUNTS, ADMIN_TOKEN, ask_openai, start_proxy
+from tests.e2e.helpers import ADMIN_TOKEN, ask_openai, start_proxy, write_admin_accounts
 
 
 def test_generated_token_is_logged_once_with_the_url(
@@ -50,8 +50,7 @@ class Mitmweb(Mitmdump):
 
 def test_commands_from_mitmweb_command_bar_and_the_env_token(fake_upstream: Any,
                                                              tmp_path: Path) -> None:
-    accounts = tmp_path / "accounts.yaml"
-    accounts.write_text(ADMIN_ACCOUNTS)
+    accounts = write_admin_accounts(fake_upstream, tmp_path)
     web_port, admin_port = find_free_port(), find_free_port()
     admin = f"http://127.0.0.1:{admin_port}/"
     web = Mitmweb([STICKY_ADDON, REDIRECT_ADDON], {

@@ -65,8 +65,13 @@ def test_dashboard_shows_a_live_run_and_evicts(browser: Any, live: Any) -> None:
     assert page.evaluate("sessionStorage.getItem('stickyroute.token')") == TOKEN  # ...kept here
     aliases = page.locator("#accounts tr[data-alias]").evaluate_all(
         "rows => rows.map(r => r.dataset.alias)")
-    assert aliases == ["oa", "ob", "an", "cg"]
+    assert aliases == ["oa", "ob", "an", "cg", "sub"]
     assert page.locator("#accounts tr[data-alias=an] .badge").inner_text() == "healthy"
+    # a dead subscription login says so, and what to do
+    page.wait_for_function(
+        "() => document.querySelector('#accounts tr[data-alias=sub] .badge').textContent"
+        " === 'revoked'", timeout=15_000)
+    assert "log in again" in page.locator("#accounts tr[data-alias=sub]").inner_text()
     page.wait_for_selector("#sessions tr[data-session]")
     ids = page.locator("#sessions tr[data-session]").evaluate_all(
         "rows => rows.map(r => r.dataset.session)")

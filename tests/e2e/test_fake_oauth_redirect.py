@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 from devtools.harness import REDIRECT_ADDON, raw_client, redirect_options
 from fakeapi import FakeUpstream
 from fakeapi.oauth import CLAUDE_CLIENT_ID, CODEX_CLIENT_ID
 from tests.e2e.helpers import MitmdumpFactory
-
-pytestmark = pytest.mark.e2e
 
 
 def test_token_endpoints_through_the_proxy(fake_upstream: FakeUpstream,

@@ -15,6 +15,7 @@ import pytest
 
 from devtools.fuzz import Sink, requests, rss_kib, run_fuzz
 from devtools.harness import ANTHROPIC_KEYS, OPENAI_KEYS, REDIRECT_ADDON, STICKY_ADDON, raw_client
+from fakeapi.oauth import OAuthLogins, write_login_file
 from tests.e2e.helpers import MitmdumpFactory
 
 # mitmdump alone manages ~110 small requests/s on a 2-CPU box, so 10 000 take ~2 minutes there.
@@ -32,9 +33,14 @@ def test_ten_thousand_malformed_requests(mitmdump_factory: MitmdumpFactory,
         lines += [f"  - alias: {name}", f"    provider: {provider}", f"    api_key: {key}"]
     lines += ["  - alias: cg", "    provider: chatgpt", "    api_key: tok-cg-secret",
               "    account_id: acct-cg"]
+    # subscription logins (their tokens live a day: the sink has no token endpoint)
+    logins = OAuthLogins(access_ttl=86400)
+    for alias, family in (("sub-cx", "chatgpt"), ("sub-cl", "anthropic")):
+        write_login_file(tmp_path / f"{alias}.json", logins.create(alias, family, login=alias))
+        lines += [f"  - alias: {alias}", f"    provider: {family}", f"    oauth_file: {alias}.json"]
     accounts.write_text("\n".join(lines) + "\n")
     accounts.chmod(0o600)
-    secrets = {*OPENAI_KEYS, *ANTHROPIC_KEYS, "tok-cg-secret"}
+    secrets = {*OPENAI_KEYS, *ANTHROPIC_KEYS, "tok-cg-secret", *logins.secrets()}
     with Sink(secrets) as sink:
         proxy = mitmdump_factory([STICKY_ADDON, REDIRECT_ADDON],
                                  {"sticky_accounts": str(accounts), "fake_upstream": sink.address,

@@ -41,7 +41,7 @@ from devtools.harness import (
 from fakeapi import FakeUpstream
 from tests.e2e.helpers import MitmdumpFactory
 
-pytestmark = [pytest.mark.e2e, pytest.mark.clients]
+pytestmark = pytest.mark.clients  # (e2e: every test in this folder)
 
 BIN = REPO / ".clients" / "node_modules" / ".bin"
 INSTALL = REPO / "scripts" / "install-clients"

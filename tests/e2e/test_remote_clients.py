@@ -25,8 +25,6 @@ from devtools.harness import (
 from fakeapi import FakeUpstream
 from tests.e2e.helpers import MitmdumpFactory
 
-pytestmark = pytest.mark.e2e
-
 ADDRESS = non_loopback_address()
 needs_address = pytest.mark.skipif(
     ADDRESS is None, reason="this machine has no non-loopback IPv4 address to connect from, so "

@@ -28,6 +28,7 @@ from devtools.harness import (
     redirect_options,
 )
 from fakeapi import FakeUpstream
+from fakeapi.oauth import write_login_file
 from tests.e2e.helpers import MitmdumpFactory
 
 CLIENT_TOKEN = "client-token-alice"
@@ -35,8 +36,15 @@ SECRETS = [*OPENAI_KEYS, *ANTHROPIC_KEYS, *CHATGPT_ACCOUNTS,
            *(account_id for _, account_id in CHATGPT_ACCOUNTS.values()), "proj-very-secret"]
 
 
-def write_accounts(path: Path, gate: bool) -> Path:
+def write_accounts(path: Path, gate: bool, fake: FakeUpstream) -> Path:
     lines = ["accounts:"]
+    # subscription logins too (issue 13): their tokens are secrets like the keys
+    for alias, family, token_path in (("sub-codex", "chatgpt", "/oauth/token"),
+                                      ("sub-claude", "anthropic", "/v1/oauth/token")):
+        write_login_file(path.parent / f"{alias}.json",
+                         fake.oauth.create(alias, family, login=alias))
+        lines += [f"  - alias: {alias}", f"    provider: {family}",
+                  f"    oauth_file: {alias}.json", f"    token_url: {fake.url}{token_path}"]
     for key, name in OPENAI_KEYS.items():
         lines += [f"  - alias: {name}", "    provider: openai", f"    api_key: {key}",
                   "    headers: {OpenAI-Project: proj-very-secret}"]
@@ -54,8 +62,8 @@ def write_accounts(path: Path, gate: bool) -> Path:
     return path
 
 
-def assert_no_secret(where: str, data: bytes) -> None:
-    found = [s for s in SECRETS if s.encode() in data]
+def assert_no_secret(where: str, data: bytes, secrets: list[str] = SECRETS) -> None:
+    found = [s for s in secrets if s.encode() in data]
     assert not found, f"{where} holds {len(found)} credential(s)"
 
 
@@ -64,7 +72,7 @@ def test_no_byte_the_proxy_wrote_holds_a_credential(
         fake_upstream: FakeUpstream, mitmdump_factory: MitmdumpFactory, tmp_path: Path,
         gate: bool) -> None:
     flows_file = tmp_path / "flows.mitm"
-    accounts = write_accounts(tmp_path / "accounts.yaml", gate)
+    accounts = write_accounts(tmp_path / "accounts.yaml", gate, fake_upstream)
     admin_port = find_free_port()
     proxy = mitmdump_factory(
         [STICKY_ADDON, REDIRECT_ADDON],
@@ -94,12 +102,38 @@ def test_no_byte_the_proxy_wrote_holds_a_credential(
                              json={"model": "gpt-5", "input": "x"})
             assert refused.status_code == 401
             assert refused.json()["error"]["code"] == "unknown_client"
+    # subscription logins: a token the provider refuses (refreshed on the way) and a login
+    # that died (revoked: log in again); clients see neither, nothing shows a token
+    with fake_upstream.lock:
+        fake_upstream.oauth.expire("sub-codex")
+        fake_upstream.oauth.revoke("sub-claude")
+    told = b""
+    with raw_client(proxy) as c:
+        for i in range(3):
+            r = c.post("https://chatgpt.com/backend-api/codex/responses",
+                       headers={"authorization": f"Bearer {token}", "session-id": f"cx-{i}"},
+                       json={"model": "gpt-5", "input": f"codex {i}", "store": False})
+            assert r.status_code == 200, r.text
+            told += r.content
+        for i in range(5):
+            r = c.post("https://api.anthropic.com/v1/messages?beta=true",
+                       headers={"x-api-key": token, "anthropic-version": "2023-06-01",
+                                "x-claude-code-session-id": f"cl-{i}"},
+                       json={"model": "claude-sonnet-4-5", "max_tokens": 20,
+                             "messages": [{"role": "user", "content": f"claude {i}"}]})
+            assert r.status_code == 200, r.text
+            told += r.content
+    secrets = SECRETS + sorted(fake_upstream.oauth.secrets())
+    assert fake_upstream.oauth.refreshes("sub-codex") >= 1
+    assert_no_secret("the answers clients got", told, secrets)
     # a non-account host carries the client's own credential and nothing of ours
-    assert_no_secret("the non-account host's request", json.dumps(echo.json()).encode())
+    assert_no_secret("the non-account host's request", json.dumps(echo.json()).encode(),
+                     secrets)
     served = fake_upstream.requests()
     assert {e["account"] for e in served if e["api"] != "other"} >= {"openai-a", "chatgpt-a"} \
         or len({e["account"] for e in served}) >= 3
-    assert all(e["credential"] in SECRETS for e in served if e["api"] != "other")
+    assert {"sub-codex", "sub-claude"} <= {e["account"] for e in served}
+    assert all(e["credential"] in secrets for e in served if e["api"] != "other")
     assert all(e["credential"] != "not-a-client" for e in served)  # refused before any account
     assert not any("[stickyroute:" in json.dumps(e["headers"]) for e in served)
 
@@ -111,12 +145,14 @@ def test_no_byte_the_proxy_wrote_holds_a_credential(
             assert r.status_code == 200, path
             answers += r.content
     assert b"openai-a" in answers  # the aliases are there, the keys are not
-    assert_no_secret("the admin API's answers", answers)
+    assert b"revoked: log in again" in answers
+    assert_no_secret("the admin API's answers", answers, secrets)
     out = proxy.stop()
-    assert_no_secret("mitmdump output", out.encode())
+    assert "sub-claude healthy -> disabled: revoked: log in again" in out
+    assert_no_secret("mitmdump output", out.encode(), secrets)
     assert "Authorization" in out or "authorization" in out  # flow_detail=3 did print headers
     data = flows_file.read_bytes()
-    assert_no_secret("the -w flow file", data)
+    assert_no_secret("the -w flow file", data, secrets)
     with flows_file.open("rb") as fh:
         flows = list(mitmio.FlowReader(fh).stream())
     signed = [f for f in flows if "stickyroute.signed" in f.metadata]

@@ -45,8 +45,6 @@ from fakeapi import FakeUpstream
 from tests.e2e.helpers import MitmdumpFactory
 from tests.e2e.redis_server import RedisServer
 
-pytestmark = pytest.mark.e2e
-
 SLOW_STOP_ADDON = REPO / "devtools" / "slow_stop_addon.py"
 PROBE_ADDON = REPO / "devtools" / "sticky_probe.py"
 PREFIX = "stickyroute:"

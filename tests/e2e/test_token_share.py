@@ -75,6 +75,13 @@ async def test_publish_is_a_compare_and_set_on_the_spent_refresh_token(url: str)
     assert await share.load("a") == SharedLogin(T2, "log in again (invalid_grant)")
     raw = await share.client.hgetall(KEYS.login("a"))
     assert "refresh-2" not in raw["rt"]  # compared by hash
+    # a dead login is replaced by a live one, whatever refresh token that one spent (a new
+    # login); another dead one does not replace it
+    t3 = Tokens("access-3", "refresh-3", NOW + 300)
+    assert not await share.publish("a", "refresh-x", SharedLogin(t3, "log in again (x)"))
+    assert await share.publish("a", "refresh-x", SharedLogin(t3))
+    assert await share.load("a") == SharedLogin(t3)
+    assert not await share.publish("a", "refresh-y", SharedLogin(T1))  # live again: CAS holds
     await share.client.aclose()
 
 

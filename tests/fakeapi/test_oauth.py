@@ -233,3 +233,16 @@ def test_refresher_sees_a_dead_login_and_a_down_endpoint(fake: FakeUpstream, clo
     logins.seed("b", closed, read_login(source.file).tokens)
     down = asyncio.run(Refresher(logins, tornado_post, clock=clock).refresh("b"))
     assert isinstance(down, RefreshFailed) and down.kind is Failure.RETRY and down.status is None
+
+
+def test_expire_ends_access_tokens_early_and_secrets_lists_them(
+        fake: FakeUpstream, http: httpx2.Client) -> None:
+    first = fake.oauth.create("chatgpt-x", "chatgpt", login="cx")
+    assert codex_call(http, first).status_code == 200
+    fake.oauth.expire("cx")
+    refused = codex_call(http, first)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "token_expired"
+    second = codex_refresh(http, first.refresh_token).json()
+    assert codex_call(http, second["access_token"]).status_code == 200
+    assert {first.access_token, first.refresh_token, second["access_token"],
+            second["refresh_token"], second["id_token"], "acct-chatgpt-x"} <= fake.oauth.secrets()

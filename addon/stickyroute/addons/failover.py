@@ -16,7 +16,16 @@ Transparent retry, the mitmproxy-native way (mitmproxy 12):
 - The retry flow's body is buffered too (it has to be handed over whole), so a streamed
   answer that needed a retry reaches the client when it is complete. Only retried requests
   pay this; everything else streams as before.
-- Never retried: hard-pinned requests (their state lives on that account; they fail clearly),
+- A subscription login's access token refused with a 401 (it expired early, or the clock is
+  off): before the answer is classified, the login is refreshed once (single flight, the
+  refused token named by its fingerprint so a token replaced meanwhile is not refreshed
+  again) and the request is sent again, to the same account for a pinned conversation (hard
+  pins included); a second 401 for it is not refreshed again. A dead login takes the account
+  out (revoked: log in again), a failing refresh cools it until the next try; then the usual
+  failover applies.
+- Never retried: hard-pinned requests (their state lives on that account; they fail clearly;
+  a subscription account's are kept for the resend above, and any other failure of theirs
+  is answered by routing's own clear refusal, as the account is out by then),
   answers that are the client's fault (400, 404, ...), and dropped connections (mitmproxy has
   already answered 502 by the time the `error` hook runs; the account cools down, and the
   client's own retry lands elsewhere). Nothing is retried once the proxy stops, and a
@@ -29,9 +38,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from mitmproxy import connection, ctx, http
 
+from stickyroute.core.logins import after_refusal
 from stickyroute.core.outcome import Kind, Outcome, classify, headroom
 from stickyroute.core.stop import connection_outcome
 from stickyroute.keys import META, RETRY, Retried, RetryNote, RouteMeta
@@ -44,7 +55,8 @@ from .shutdown import stopping
 logger = get_logger(__name__)
 
 MAX_ATTEMPTS = 3  # other accounts tried after the first one failed
-RETRY_ON = frozenset({Kind.RATE_LIMITED, Kind.QUOTA, Kind.REVOKED, Kind.OVERLOADED})
+RETRY_ON = frozenset({Kind.RATE_LIMITED, Kind.QUOTA, Kind.REVOKED, Kind.OVERLOADED,
+                      Kind.REFRESHED})
 MAX_ERROR_BODY = 64 * 1024
 
 
@@ -85,6 +97,8 @@ class Failover:
             status = flow.response.status_code
             outcome = classify(status, flow.response.headers,
                                _error_json(flow.response) if status >= 400 else None, now)
+            if status == 401:
+                outcome = await self._refresh_login(flow, meta) or outcome
             self._finish(flow, meta, outcome)
             if (outcome.kind in RETRY_ON and request is not None and RETRY not in flow.metadata
                     and not stopping(self.state)):  # a retry now would only be cut
@@ -118,15 +132,35 @@ class Failover:
             logger.warning("account %s %s -> %s%s: %s", alias, before.value, after.value,
                            f" for {until - now:.0f} s" if until else "", outcome.reason)
 
+    async def _refresh_login(self, flow: http.HTTPFlow, meta: RouteMeta) -> Outcome | None:
+        """A 401 on a subscription login's token: refresh the login once and say what the 401
+        means now (None: not a login's token, or already refreshed for this request)."""
+        alias, st = meta["account"], self.state
+        stale = meta.get("token_fingerprint")
+        note = cast(RetryNote | None, flow.metadata.get(RETRY))
+        if stale is None or (note is not None and alias in note.get("refreshed", [])):
+            return None
+        result = await st.refresher.refresh(alias, stale=stale)
+        st.sync_logins()
+        login = st.logins.get(alias)
+        return after_refusal(result, login.retry_at if login is not None else 0.0)
+
     async def _retry(self, flow: http.HTTPFlow, meta: RouteMeta, request: http.Request,
                      outcome: Outcome) -> None:
-        tried, why = [meta["account"]], [f"{meta['account']}: {outcome.reason}"]
+        alias = meta["account"]
+        # a refreshed login may serve again: sent once more to the same account, not excluded
+        again = outcome.kind is Kind.REFRESHED
+        tried, refreshed = ([], [alias]) if again else ([alias], [])
+        why = [f"{alias}: {outcome.reason}"]
         answer: http.HTTPFlow | None = None
         for attempt in range(1, MAX_ATTEMPTS + 1):
             retry = http.HTTPFlow(flow.client_conn, connection.Server(address=None))
             retry.request = request.copy()
             retry.is_replay = "request"
-            retry.metadata[RETRY] = RetryNote(of=flow.id, attempt=attempt, exclude=list(tried))
+            note = RetryNote(of=flow.id, attempt=attempt, exclude=list(tried))
+            if refreshed:
+                note["refreshed"] = list(refreshed)
+            retry.metadata[RETRY] = note
             await self.replay(retry)
             got = routed(retry)
             if stopping(self.state) and (got is None or got.get("outcome") != Kind.OK.value):
@@ -134,7 +168,10 @@ class Failover:
             failed = retry.response is None or (
                 got is not None and got.get("outcome") in RETRY_ON)
             if got is not None and failed and attempt < MAX_ATTEMPTS:
-                tried.append(got["account"])
+                if got.get("outcome") == Kind.REFRESHED.value:
+                    refreshed.append(got["account"])
+                else:
+                    tried.append(got["account"])
                 reason = retry.error.msg if retry.error else got.get("outcome", "?")
                 why.append(f"{got['account']}: {reason}")
                 continue
@@ -148,7 +185,7 @@ class Failover:
         # not routed: the proxy answered the retry itself (no account left), with its error
         said = served or str((answer.metadata.get(META) or {}).get("error"))
         flow.response = answer.response.copy()
-        meta["retried"] = Retried(served_by=served, attempts=len(tried), after=why)
+        meta["retried"] = Retried(served_by=served, attempts=len(why), after=why)
         flow.comment = f"{flow.comment} | retried: {'; '.join(why)} -> {said}"
         logger.info("retried %s after %s -> %s %s", flow.request.path, "; ".join(why), said,
                     flow.response.status_code)

@@ -1,8 +1,9 @@
 """Glue for the store: opens the one `sticky_store` names at start, ticks it, closes it at exit.
 
 A separate addon from routing (persistence is its own concern); it puts the open store into the
-State, whose request path calls `claim()` / `changed()` on it. A store problem is logged, never
-raised into mitmproxy: the proxy keeps routing from memory.
+State, whose request path calls `claim()` / `changed()` on it, and gives the login refresher
+the store's token share (Redis), so the share always follows the store. A store problem is
+logged, never raised into mitmproxy: the proxy keeps routing from memory.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from stickyroute.stores import make_store
 from stickyroute.stores.base import Local, MemoryStore, Section, Store
 from stickyroute.stores.share import HealthSync
 from stickyroute.stores.snapshot import LedgerSection
+from stickyroute.stores.tokenshare import share_for
 
 logger = get_logger(__name__)
 
@@ -39,7 +41,8 @@ class Persistence:
     def local(self) -> Local:
         st = self.state
         sections: dict[str, Section] = {"counters": LedgerSection(st.ledger),
-                                        "chains": st.chains, "health": st.health}
+                                        "chains": st.chains, "health": st.health,
+                                        "logins": st.logins}
         return Local(st.pins, sections, [a.alias for a in st.accounts.accounts])
 
     def configure(self, updated: set[str]) -> None:
@@ -64,6 +67,7 @@ class Persistence:
             self._task = None
         await self._close(self.state.store)
         self.state.store = MemoryStore()
+        self.state.refresher.share = None
 
     def _spec(self) -> tuple[object, ...]:
         s: Settings = self.state.settings
@@ -80,6 +84,8 @@ class Persistence:
             logger.exception("store: cannot open %s; keeping pins in memory", s.store.kind)
             store = MemoryStore()
         self.state.store = store
+        # logins refreshed from now on are shared through this store (Redis) or not
+        self.state.refresher.share = share_for(store)
 
     async def _close(self, store: Store) -> None:
         try:

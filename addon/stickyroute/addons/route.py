@@ -1,11 +1,12 @@
 """Glue for the way in: the request hook. Reads a request into a view, lets the core plan it,
-waits on the shared store when the plan says so, then applies the plan to the flow.
+waits on the shared store or on an expired login's refresh when the plan says so, then applies
+the plan to the flow (a subscription account signs with its login's current tokens).
 
 classify (step 1) happens here; identify, choose and the body edits (steps 2-4) are
 core/plan.py's; the way back (steps 5-6) is follow.py and failover.py. mitmproxy's addon
 manager catches an exception that escapes a hook and goes on with the next addon, which would
 leave this flow half-routed: so none escapes, the request passes through untouched and we say
-so. Never logs or stores a credential.
+so. Never logs or stores a credential (flow metadata keeps a login token's fingerprint only).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from stickyroute.core.classify import Endpoint, classify
 from stickyroute.core.fallback import FOREIGN
 from stickyroute.core.identify import client_identity
 from stickyroute.core.logline import describe
+from stickyroute.core.oauth import fingerprint, merge_beta
 from stickyroute.core.plan import (
     NOTHING_ASKED,
     Answer,
@@ -29,6 +31,7 @@ from stickyroute.core.plan import (
     Incoming,
     NeedChain,
     NeedClaim,
+    NeedTokens,
     Plan,
     Reading,
     Refusal,
@@ -60,7 +63,8 @@ class StickyRoute:
         self.kept = kept  # client requests as they came in, for failover's retries
 
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        """Routes in place; returns an awaitable only when a shared store must be asked first."""
+        """Routes in place; returns an awaitable only when a shared store must be asked first
+        or an expired login must be refreshed first."""
         if flow.response or flow.error or not flow.live:
             return None
         try:
@@ -105,6 +109,8 @@ class StickyRoute:
                     return self._chain_then_route(flow, incoming, reading, waited, need)
                 case NeedClaim() as need:
                     return self._claim_then_route(flow, incoming, reading, waited, need)
+                case NeedTokens() as need:
+                    return self._tokens_then_route(flow, incoming, reading, waited, need)
                 case Refusal(error=e):
                     flow.response = http.Response.make(e.status, e.body(), e.headers())
                     flow.metadata[META] = RefusedMeta(error=e.code, message=e.message)
@@ -140,11 +146,42 @@ class StickyRoute:
         st = self.state
         alias = await st.claims.settle(need.session, need.candidates, st.chooser, st.pins,
                                        st.store, st.clock())
-        self._route(flow, incoming, reading, waited._replace(claim=Claim(alias)))
+        then = self._route(flow, incoming, reading, waited._replace(claim=Claim(alias)))
+        if then is not None:  # the account's login must be refreshed first
+            await then
+
+    async def _tokens_then_route(self, flow: http.HTTPFlow, incoming: Incoming,
+                                 reading: Reading, waited: Waited, need: NeedTokens) -> None:
+        """A subscription account's access token has expired: wait for the one refresh of its
+        login (other requests waiting for it share it), take the outcome into account health
+        (a dead login moves soft pins, a hard pin gets its clear refusal), then route."""
+        st = self.state
+        try:
+            # by fingerprint: a refresh that ended since the plan is not run again
+            await st.refresher.refresh(need.alias, stale=need.stale)
+            st.sync_logins()
+        except Exception:
+            self._failed(flow)
+            return
+        then = self._route(flow, incoming, reading,
+                           waited._replace(refreshed=waited.refreshed | {need.alias}))
+        if then is not None:  # another account's login, or a claim: wait for that too
+            await then
 
     def _apply(self, flow: http.HTTPFlow, incoming: Incoming, p: Plan, now: float) -> None:
         st, req = self.state, flow.request
         alias = p.account.alias
+        # First what can fail: nothing is counted or written for a request we cannot sign.
+        credentials = p.account.credential_headers(p.tokens)
+        if p.keep_copy:
+            self.kept.keep(flow.id, req.copy())  # before it becomes the account's
+        rewrite.set_credentials(req.headers, credentials)
+        if p.tokens is not None and p.account.provider == "anthropic":
+            # a Bearer login is taken only with the oauth beta, next to the client's own flags
+            req.headers["anthropic-beta"] = merge_beta(req.headers.get_all("anthropic-beta"))
+        flow.metadata[SIGNED] = [alias, [name for name, _ in credentials]]  # the guard masks
+        if p.body is not None:
+            req.content = p.body  # mitmproxy encodes it as the client did
         pin = p.pin
         if p.session is not None:
             if p.repin or pin is None:
@@ -155,14 +192,6 @@ class StickyRoute:
         st.store.changed(pin, p.affinity)
         stats = st.ledger[alias]
         stats.count_request(p.affinity)
-        stats.inflight += 1
-        if p.keep_copy:
-            self.kept.keep(flow.id, req.copy())  # before it becomes the account's
-        credentials = p.account.credential_headers()
-        rewrite.set_credentials(req.headers, credentials)
-        flow.metadata[SIGNED] = [alias, [name for name, _ in credentials]]  # the guard masks
-        if p.body is not None:
-            req.content = p.body  # mitmproxy encodes it as the client did
         session = p.session
         meta = RouteMeta(
             account=alias,
@@ -181,7 +210,10 @@ class StickyRoute:
             attempt=incoming.attempt,
             inflight=True,  # counted in the ledger; failover takes it off once
         )
+        if p.tokens is not None:  # what a 401 is matched against; never the token itself
+            meta["token_fingerprint"] = fingerprint(p.tokens.access_token)
         flow.metadata[META] = meta
+        stats.inflight += 1  # with the meta that lets failover take it off, never apart
         flow.comment = describe(meta)
         if p.affinity is Affinity.MOVED:
             flow.marked = ":arrows_counterclockwise:"

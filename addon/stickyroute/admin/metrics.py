@@ -53,6 +53,21 @@ class StickyCollector:
         cooldown = GaugeMetricFamily("stickyroute_cooldown_seconds",
                                      "Seconds left of the account's cooldown (0: none).",
                                      labels=["account"])
+        refreshes = CounterMetricFamily(
+            "stickyroute_login_refreshes", "Subscription logins refreshed by this proxy.",
+            labels=["account"])
+        adopted = CounterMetricFamily(
+            "stickyroute_login_adopted", "Subscription login tokens taken from another proxy "
+            "or from the login file instead of a refresh.", labels=["account"])
+        refresh_failures = CounterMetricFamily(
+            "stickyroute_login_refresh_failures", "Failed refreshes of subscription logins.",
+            labels=["account"])
+        expires_in = GaugeMetricFamily(
+            "stickyroute_login_expires_in_seconds", "Seconds until the login's access token "
+            "expires (negative: expired).", labels=["account"])
+        revoked = GaugeMetricFamily(
+            "stickyroute_login_revoked", "1 when the login is dead (log in again) or missing.",
+            labels=["account"])
         per_alias = s.pins.sessions_per_alias()
         for account in s.accounts.accounts:
             alias = account.alias
@@ -72,7 +87,17 @@ class StickyCollector:
                 state.add_metric([alias, account.provider, name],
                                  1 if health.state == name else 0)
             cooldown.add_metric([alias], max(0.0, health.until - now) if health.until else 0.0)
-        yield from (requests, tokens, cost, breaks, errors, pins, inflight, state, cooldown)
+            if account.oauth is not None:
+                login = s.logins.get(alias)
+                revoked.add_metric([alias], 1 if login is None or login.revoked else 0)
+                if login is not None:
+                    refreshes.add_metric([alias], login.refreshes)
+                    adopted.add_metric([alias], login.adopted)
+                    refresh_failures.add_metric([alias], login.refresh_failures)
+                    if login.tokens.expires_at is not None:
+                        expires_in.add_metric([alias], login.tokens.expires_at - now)
+        yield from (requests, tokens, cost, breaks, errors, pins, inflight, state, cooldown,
+                    refreshes, adopted, refresh_failures, expires_in, revoked)
         yield GaugeMetricFamily("stickyroute_sessions", "Live session pins, all accounts.",
                                 value=len(s.pins))
         sweeps = s.sweeps

@@ -44,6 +44,8 @@ def account_view(state: State, account: Account, now: float) -> dict[str, Any]:
         "cost_usd": stats.cost_micros / 1e6,
         "affinity_breaks": stats.affinity_breaks,
         "errors": stats.errors,
+        # a subscription account's login: state and timing, never a token (null: an API key)
+        "login": state.logins.view(account.alias, now) if account.oauth is not None else None,
     }
 
 
@@ -110,7 +112,18 @@ def account_line(state: State, account: Account, now: float) -> str:
     cache = "-" if v["cache_percent"] is None else f"{v['cache_percent']}%"
     return (f"{v['alias']} {v['provider']} {health} sessions={v['sessions']} "
             f"inflight={v['inflight']} requests={v['requests']} cache={cache} "
-            f"cost=${v['cost_usd']:.4f}")
+            f"cost=${v['cost_usd']:.4f}{login_words(v['login'])}")
+
+
+def login_words(login: dict[str, Any] | None) -> str:
+    """The login part of an account line: ' login=live expires_in=1234s refreshes=3'."""
+    if login is None:
+        return ""
+    if login["state"] == "revoked":
+        return f" login=revoked ({login['reason']})"
+    expires = "" if login["expires_in"] is None else f" expires_in={login['expires_in']:.0f}s"
+    failing = f" refresh failing ({login['last_error']})" if login["failures"] else ""
+    return f" login={login['state']}{expires} refreshes={login['refreshes']}{failing}"
 
 
 def session_line(pin: Pin, now: float) -> str:

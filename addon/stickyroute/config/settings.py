@@ -71,6 +71,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("sticky_stop_grace", int, 5,
            "Seconds a stop of the proxy waits for requests already sent upstream to finish "
            "(new requests are answered 503 meanwhile); what is still open then is closed."),
+    Option("sticky_refresh_margin", int, 300,
+           "Seconds before a subscription login's access token expires when it is refreshed in "
+           "the background (oauth_file accounts; at most half the token's lifetime)."),
     Option("sticky_allow_remote", bool, False,
            "Sign requests from clients on other machines too (any address that is not "
            "loopback). Off: they get a 403 unless the accounts file's clients: gate lets them "
@@ -117,6 +120,7 @@ class Settings:
     store_prefix: str
     store_timeout: float  # seconds
     stop_grace: int  # seconds
+    refresh_margin: int  # seconds
     allow_remote: bool
     admin: tuple[str, int] | None
     admin_token: str
@@ -160,6 +164,9 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
     if not 0 <= get("sticky_stop_grace") <= 3600:
         raise ValueError("Cannot parse sticky_stop_grace option: seconds from 0 to 3600, got "
                          f"{get('sticky_stop_grace')}")
+    if not 0 <= get("sticky_refresh_margin") <= 86400:
+        raise ValueError("Cannot parse sticky_refresh_margin option: seconds from 0 to 86400, "
+                         f"got {get('sticky_refresh_margin')}")
     if not get("sticky_accounts"):
         raise ValueError("Cannot parse sticky_accounts option: a path is required")
     try:
@@ -184,6 +191,7 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
         store_prefix=get("sticky_store_prefix"),
         store_timeout=get("sticky_store_timeout") / 1000,
         stop_grace=get("sticky_stop_grace"),
+        refresh_margin=get("sticky_refresh_margin"),
         allow_remote=get("sticky_allow_remote"),
         admin=admin,
         admin_token=get("sticky_admin_token"),

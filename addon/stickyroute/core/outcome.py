@@ -24,6 +24,7 @@ class Kind(StrEnum):
     OVERLOADED = "overloaded"  # 5xx, 529
     CONNECTION = "connection"  # connection error or timeout
     NEUTRAL = "neutral"  # the client's fault (400, 404, ...): says nothing about the account
+    REFRESHED = "refreshed"  # a login's access token was refused and is refreshed: send again
     STOPPED = "stopped"  # cut by the proxy's own shutdown: says nothing about the account
 
 

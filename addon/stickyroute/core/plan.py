@@ -6,10 +6,13 @@ with one of:
   Plan       route to this account, write or touch this pin, send this body (glue applies it)
   NeedChain  a shared store may know this previous_response_id: ask it, then plan again
   NeedClaim  a new session on a shared store: claim it, then plan again with the winner
+  NeedTokens the chosen subscription account's access token has expired (or its login is not
+             loaded): wait for its refresh, then plan again
   Refusal    no account can serve it: answer the client with this error
   Answer     the proxy answers itself (ChatGPT's workspace discovery)
 Nothing here writes a table or touches a flow (the pin table's lazy expiry on read aside), so
-planning twice is harmless and tests drive it without mitmproxy.
+planning twice is harmless and tests drive it without mitmproxy. A refresh is asked for only
+when the token can no longer be sent: while it is valid, refreshing is the background's job.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any, NamedTuple, Protocol
 
 from stickyroute.config.accounts import Account, AccountSet
 from stickyroute.config.clients import Client
-from stickyroute.config.oauth import chatgpt_account_id
+from stickyroute.config.oauth import Tokens, chatgpt_account_id
 from stickyroute.config.settings import Settings
 
 from . import peek, rewrite
@@ -33,6 +36,8 @@ from .fallback import decide_or_move, drop_foreign_reasoning, explain, pools, po
 from .health import Health
 from .identify import SessionId, identify
 from .ledger import Ledger
+from .logins import Logins
+from .oauth import fingerprint
 from .pins import Pin, PinTable
 
 
@@ -55,6 +60,8 @@ class Tables(Protocol):
     def chooser(self) -> Chooser: ...
     @property
     def shared(self) -> bool: ...  # a store other proxies write too
+    @property
+    def logins(self) -> Logins: ...  # the current tokens of subscription accounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,7 @@ class Waited(NamedTuple):
 
     chain_asked: bool = False
     claim: Claim | None = None
+    refreshed: frozenset[str] = frozenset()  # logins whose refresh this request waited for
 
 
 class NeedChain(NamedTuple):
@@ -102,6 +110,11 @@ class NeedChain(NamedTuple):
 class NeedClaim(NamedTuple):
     session: str
     candidates: tuple[Account, ...]
+
+
+class NeedTokens(NamedTuple):
+    alias: str  # the account whose login must be refreshed before it can sign
+    stale: str | None = None  # the expired access token's fingerprint (None: no login held)
 
 
 class Refusal(NamedTuple):
@@ -125,9 +138,10 @@ class Plan(NamedTuple):
     injected: tuple[str, ...]  # fields added to the body
     dropped: tuple[str, ...]  # encrypted reasoning items taken out (a move remembers them)
     keep_copy: bool  # keep the client's request for a transparent retry
+    tokens: Tokens | None = None  # a subscription account's login tokens to sign with
 
 
-Step = Plan | NeedChain | NeedClaim | Refusal | Answer
+Step = Plan | NeedChain | NeedClaim | NeedTokens | Refusal | Answer
 
 
 def read(incoming: Incoming, settings: Settings) -> Reading:
@@ -194,6 +208,18 @@ def plan(incoming: Incoming, reading: Reading, tables: Tables, now: float,
     except NoAccount as e:
         return Refusal(explain(e, tables.health, accounts, pinned, session, s.fallback, now))
     account = decision.account
+    tokens = None
+    if account.oauth is not None:
+        login = tables.logins.get(account.alias)
+        if login is None or login.expired(now):
+            if account.alias not in waited.refreshed:
+                stale = fingerprint(login.tokens.access_token) if login is not None else None
+                return NeedTokens(account.alias, stale)
+            if login is None:  # account health takes it out; until then, never pass through
+                return Refusal(NoAccount(route.provider, f"account {account.alias} has no "
+                                                         "login to sign with"))
+            # a refresh gave a token already past its expiry: the provider has the last word
+        tokens = login.tokens
     new_body, injected, dropped = _edits(incoming, reading, body, session, pin,
                                          decision.affinity is Affinity.MOVED, s)
     return Plan(
@@ -206,8 +232,13 @@ def plan(incoming: Incoming, reading: Reading, tables: Tables, now: float,
         body=new_body,
         injected=injected,
         dropped=dropped,
-        keep_copy=(incoming.attempt == 0 and incoming.has_body
-                   and (movable or not (session is not None and session.hard))),
+        # a subscription account's refused token is refreshed and the request sent again
+        # to the same account, so any of its requests is worth keeping (hard pins too), but a
+        # WebSocket handshake, which replay cannot send again
+        keep_copy=incoming.attempt == 0 and (
+            (account.oauth is not None and "upgrade" not in incoming.headers)
+            or (incoming.has_body and (movable or not (session is not None and session.hard)))),
+        tokens=tokens,
     )
 
 

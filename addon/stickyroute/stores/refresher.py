@@ -8,6 +8,9 @@ signs with them (a restart then starts from the newest refresh token). With a To
 (Redis), one proxy refreshes under a lock and the others take its tokens from the share; this
 proxy never refreshes without the lock while a share is configured.
 
+Each refresh runs in a task of its own: a caller that goes away (a client disconnects, a
+background task is cancelled) never cuts a POST whose refresh token is already spent.
+
 The HTTP POST is injected (`Post`); `tornado_post` is the real one. No mitmproxy import; the
 clock is injected. A token never appears in a log line or a reason.
 """
@@ -85,7 +88,7 @@ class Refresher:
         self.timeout = timeout
         self.poll = poll
         self.owner = secrets.token_hex(8)  # this proxy, as the share's lock holder
-        self._pending: dict[str, asyncio.Future[Tokens | RefreshFailed]] = {}
+        self._pending: dict[str, asyncio.Task[Tokens | RefreshFailed]] = {}
 
     def running(self, alias: str) -> bool:
         return alias in self._pending
@@ -93,8 +96,8 @@ class Refresher:
     async def drain(self) -> None:
         """Wait for the refreshes in flight (at shutdown: a spent refresh token whose answer
         is not saved yet would leave the next start with a dead login)."""
-        if self._pending:
-            await asyncio.gather(*(asyncio.shield(f) for f in self._pending.values()))
+        while self._pending:
+            await asyncio.wait(list(self._pending.values()))
 
     async def refresh(self, alias: str, stale: str | None = None) -> Tokens | RefreshFailed:
         """Fresh tokens for this login, or why there are none.
@@ -111,26 +114,73 @@ class Refresher:
         if stale is not None and fingerprint(login.tokens.access_token) != stale:
             return login.tokens
         pending = self._pending.get(alias)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        pending = self._pending[alias] = asyncio.get_running_loop().create_future()
-        result: Tokens | RefreshFailed = RefreshFailed(Failure.RETRY, "the refresh was cancelled")
+        if pending is None:
+            pending = self._pending[alias] = asyncio.get_running_loop().create_task(
+                self._settle(login), name=f"stickyroute login refresh {alias}")
+            pending.add_done_callback(self._forget)
+        return await asyncio.shield(pending)
+
+    async def _settle(self, login: Login) -> Tokens | RefreshFailed:
         try:
-            result = await self._refresh(login)
+            return await self._refresh(login)
         except Exception:
-            logger.exception("%s: refreshing the login failed", alias)
+            logger.exception("%s: refreshing the login failed", login.alias)
             result = RefreshFailed(Failure.RETRY, "the refresh failed unexpectedly")
-            self.logins.failed(alias, result, self.clock())
-        finally:
-            del self._pending[alias]
-            pending.set_result(result)
-        return result
+            self.logins.failed(login.alias, result, self.clock())
+            return result
+        finally:  # at once: a caller that comes next starts from what this one left
+            self._pending.pop(login.alias, None)
+
+    def _forget(self, task: asyncio.Task[Tokens | RefreshFailed]) -> None:
+        """A task cancelled before it ran never reached its finally."""
+        for alias, pending in list(self._pending.items()):
+            if pending is task:
+                del self._pending[alias]
 
     async def refresh_due(self, margin: float) -> dict[str, Tokens | RefreshFailed]:
         """Refresh every login due now (the background task calls this); never raises."""
         due = self.logins.due(self.clock(), margin)
         results = await asyncio.gather(*(self.refresh(login.alias) for login in due))
         return {login.alias: r for login, r in zip(due, results, strict=True)}
+
+    async def revive(self, accounts: Iterable[Account]) -> list[str]:
+        """Dead or missing logins that have a new login now: in their file (a new import, a
+        CLI that logged in again) or, with a share, one another proxy published. Returns the
+        aliases that came back. Never raises; never refreshes."""
+        back: list[str] = []
+        for account in accounts:
+            if account.oauth is None:
+                continue
+            login = self.logins.get(account.alias)
+            if login is not None and login.revoked is None:
+                continue
+            try:
+                if await self._revive(account.alias, account.oauth, login):
+                    back.append(account.alias)
+            except Exception as e:
+                logger.warning("%s: could not look for a new login (%s)", account.alias,
+                               type(e).__name__)
+        return back
+
+    async def _revive(self, alias: str, source: LoginSource, login: Login | None) -> bool:
+        try:
+            tokens = await asyncio.to_thread(self.load, source)
+        except (OSError, ValueError):
+            tokens = None
+        if tokens is not None and (login is None or is_newer(tokens, login.tokens)):
+            self.logins.seed(alias, source, tokens)
+            logger.info("%s: took the login in %s", alias, source.file)
+            return True
+        if login is None or self.share is None:
+            return False
+        shared = await self.share.load(alias)
+        if shared is None or shared.revoked is not None or not is_newer(shared.tokens,
+                                                                        login.tokens):
+            return False
+        await self._save_quietly(login, shared.tokens)
+        self.logins.adopt(alias, shared.tokens, self.clock())
+        logger.info("%s: took the new login another proxy shared", alias)
+        return True
 
     # ---- one refresh ------------------------------------------------------------------------
     async def _refresh(self, login: Login) -> Tokens | RefreshFailed:
@@ -206,7 +256,7 @@ class Refresher:
             logger.error("%s: could not save the refreshed login to %s (%s): "
                          "using it anyway; a restart before the next refresh needs a new login",
                          alias, login.source.file, type(e).__name__)
-        self.logins.refreshed(alias, result)
+        self.logins.refreshed(alias, result, now)
         logger.info("%s: login refreshed, valid for %s", alias,
                     _lifetime(result, now))
         return result
@@ -217,7 +267,7 @@ class Refresher:
             tokens = await asyncio.to_thread(self.load, login.source)
         except (OSError, ValueError):
             return None
-        if not self.logins.adopt(login.alias, tokens):
+        if not self.logins.adopt(login.alias, tokens, self.clock()):
             return None
         logger.info("%s: took newer tokens from %s", login.alias, login.source.file)
         return tokens
@@ -236,14 +286,18 @@ class Refresher:
             return None
         if not is_newer(shared.tokens, login.tokens):
             return None
+        await self._save_quietly(login, shared.tokens)
+        self.logins.adopt(login.alias, shared.tokens, self.clock())
+        logger.info("%s: took the login another proxy refreshed", login.alias)
+        return shared.tokens
+
+    async def _save_quietly(self, login: Login, tokens: Tokens) -> None:
+        """Write tokens another proxy got to our file (a restart starts from them)."""
         try:
-            await asyncio.to_thread(self.save, login.source, shared.tokens, self.clock())
+            await asyncio.to_thread(self.save, login.source, tokens, self.clock())
         except (OSError, ValueError) as e:
             logger.error("%s: could not save the shared login to %s (%s)",
                          login.alias, login.source.file, type(e).__name__)
-        self.logins.adopt(login.alias, shared.tokens)
-        logger.info("%s: took the login another proxy refreshed", login.alias)
-        return shared.tokens
 
     async def _wait_for_other(self, login: Login) -> Tokens | RefreshFailed:
         """Another proxy holds the lock: wait for its tokens, or for the lock to come free."""

@@ -22,14 +22,20 @@ import redis.asyncio as aioredis
 
 from stickyroute.config.oauth import Tokens
 
+from .base import Store
+from .redis import RedisStore
 from .redislayout import Keys
-from .refresher import SharedLogin
+from .refresher import SharedLogin, TokenShare
 
 # KEYS[1] login key. ARGV: sha of the spent refresh token, sha of the new one, tokens JSON,
 # revoked reason ('' when alive). Returns 1 when stored, 0 when a newer login is there.
+# A live login replaces a dead one whatever it spent: only a refresh token the provider still
+# took can have produced it (a new login, imported after the old one died).
 PUBLISH_SCRIPT = """
 local cur = redis.call('HGET', KEYS[1], 'rt')
-if cur and cur ~= ARGV[1] and cur ~= ARGV[2] then return 0 end
+local dead = redis.call('HGET', KEYS[1], 'revoked')
+local replaces_dead = dead and dead ~= '' and ARGV[4] == ''
+if cur and cur ~= ARGV[1] and cur ~= ARGV[2] and not replaces_dead then return 0 end
 redis.call('HSET', KEYS[1], 'rt', ARGV[2], 'tokens', ARGV[3], 'revoked', ARGV[4])
 return 1
 """
@@ -64,6 +70,13 @@ class RedisTokenShare:
             _sha(login.tokens.refresh_token), json.dumps(tokens_value(login.tokens)),
             login.revoked or "")
         return bool(done)
+
+
+def share_for(store: Store) -> TokenShare | None:
+    """The token share that goes with a store: Redis shares logins, the others do not."""
+    if isinstance(store, RedisStore):
+        return RedisTokenShare(store.client, store.keys)
+    return None
 
 
 def tokens_value(tokens: Tokens) -> dict[str, Any]:

@@ -308,3 +308,65 @@ def test_seed_logins_from_the_accounts(tmp_path: Path, caplog: pytest.LogCapture
         assert seed_logins(fresh, accounts.accounts) == ["c", "d"]
     assert "keeping the login held in memory" in caplog.text
     assert "sk-ant" not in caplog.text
+
+
+# ---- phase 2: callers that go away, dead logins that come back --------------------------------
+@run_async
+async def test_a_caller_that_goes_away_never_cuts_a_spent_refresh() -> None:
+    post = TokenEndpoint()
+    post.gate = asyncio.Event()
+    refresher, logins, disk = make(post)
+    caller = asyncio.create_task(refresher.refresh("a"))
+    await asyncio.sleep(0.01)
+    assert len(post.calls) == 1  # the refresh token is on the wire
+    caller.cancel()  # the client disconnected, or the background task was cancelled
+    await asyncio.sleep(0)
+    assert refresher.running("a")
+    post.gate.set()
+    await refresher.drain()
+    new = logins.tokens("a")
+    assert new is not None and new.access_token == "access-1" and disk.files[SRC.file] == new
+    assert not refresher.running("a") and caller.cancelled()
+
+
+@run_async
+async def test_revive_takes_a_new_login_from_the_file_only() -> None:
+    from stickyroute.config.accounts import Account
+
+    post = TokenEndpoint((400, {"error": "invalid_grant"}))
+    refresher, logins, disk = make(post)
+    accounts = [Account("a", "anthropic", "", oauth=SRC), Account("k", "openai", "sk")]
+    await refresher.refresh("a")
+    assert logins.get("a").revoked is not None  # type: ignore[union-attr]
+    assert await refresher.revive(accounts) == []  # the file still holds the dead login
+    disk.files[SRC.file] = Tokens("access-new", "refresh-new", NOW + 9000)  # imported again
+    assert await refresher.revive(accounts) == ["a"]
+    login = logins.get("a")
+    assert login is not None and login.revoked is None and login.tokens.access_token == "access-new"
+    assert len(post.calls) == 1  # reviving never refreshes
+    logins.retain([])  # a login that was never loaded: taken once its file reads
+    assert await refresher.revive(accounts) == ["a"] and "a" in logins
+
+
+@run_async
+async def test_revive_takes_a_live_login_another_proxy_shared() -> None:
+    class Share:
+        def __init__(self) -> None:
+            self.login: SharedLogin | None = None
+
+        async def load(self, alias: str) -> SharedLogin | None:
+            return self.login
+
+    from stickyroute.config.accounts import Account
+
+    share = Share()
+    refresher, logins, disk = make(TokenEndpoint((400, {"error": "invalid_grant"})))
+    await refresher.refresh("a")
+    refresher.share = share  # type: ignore[assignment]
+    accounts = [Account("a", "anthropic", "", oauth=SRC)]
+    share.login = SharedLogin(OLD, "log in again (invalid_grant)")  # dead there too
+    assert await refresher.revive(accounts) == []
+    fresh = Tokens("access-9", "refresh-9", NOW + 5000)
+    share.login = SharedLogin(fresh)
+    assert await refresher.revive(accounts) == ["a"]
+    assert logins.tokens("a") == fresh and disk.files[SRC.file] == fresh
