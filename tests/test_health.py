@@ -5,11 +5,9 @@ import pytest
 from stickyroute.core import health as hm
 from stickyroute.core.health import TABLE, Event, Health, State
 from stickyroute.core.outcome import (
-    Headroom,
     Kind,
     Outcome,
     classify,
-    headroom,
     parse_duration,
     reset_time,
 )
@@ -81,17 +79,6 @@ def test_reason_never_copies_free_text():
     body = {"error": {"code": "Bearer sk-secret stuff", "message": "key sk-secret is bad"}}
     o = classify(401, {"retry-after": "sk-secret"}, body, NOW)
     assert "sk-secret" not in (o.reason or "")
-
-
-def test_headroom_takes_the_tightest_limit():
-    h = headroom({"x-ratelimit-remaining-requests": "50", "x-ratelimit-limit-requests": "100",
-                  "x-ratelimit-remaining-tokens": "1000", "x-ratelimit-limit-tokens": "100000",
-                  "x-ratelimit-reset-tokens": "6m0s"}, NOW)
-    assert h == Headroom(0.01, NOW + 360)
-    h = headroom({"x-codex-primary-used-percent": "97", "x-codex-primary-reset-after-seconds":
-                  "120", "x-codex-secondary-used-percent": "40"}, NOW)
-    assert h is not None and h.left == pytest.approx(0.03) and h.until == NOW + 120
-    assert headroom({"content-type": "text/plain"}, NOW) is None
 
 
 # ---- the transition table ------------------------------------------------------------
@@ -221,15 +208,6 @@ def test_recovered_account_takes_new_sessions_gradually():
     assert h.takes_new("a", back + hm.RAMP * 0.75)  # 0.5 < 0.75
     assert h.takes_new("a", back + hm.RAMP)  # ramp over: no roll needed
     assert h.takes_new("never-seen", NOW)
-
-
-def test_new_sessions_avoid_an_account_near_its_limit():
-    h = Health()
-    h.note_headroom("a", Headroom(0.01, NOW + 60), NOW)
-    assert h.available("a", NOW) and not h.takes_new("a", NOW)
-    assert h.takes_new("a", NOW + 60)  # the limit window reset
-    h.note_headroom("a", Headroom(0.5, NOW + 120), NOW + 61)
-    assert h.takes_new("a", NOW + 61)
 
 
 def test_forget_drops_removed_accounts():

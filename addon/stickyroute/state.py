@@ -18,8 +18,10 @@ from stickyroute.core.choose import Chooser
 from stickyroute.core.health import Health
 from stickyroute.core.ledger import Ledger
 from stickyroute.core.pins import PinTable, SweepStats
+from stickyroute.core.prefix import WarmPrefixes
 from stickyroute.core.prices import PriceTable
 from stickyroute.core.stop import Stop
+from stickyroute.core.windows import WindowTable
 from stickyroute.stores.base import MemoryStore, Store
 from stickyroute.stores.share import Claims
 
@@ -32,6 +34,8 @@ class State:
     pins: PinTable = field(default_factory=PinTable)
     chains: ChainMap = field(default_factory=ChainMap)
     health: Health = field(default_factory=Health)  # the one place accounts leave rotation
+    windows: WindowTable = field(default_factory=WindowTable)  # usage windows per account
+    warm: WarmPrefixes = field(default_factory=WarmPrefixes)  # prompt prefixes cached where
     ledger: Ledger = field(default_factory=Ledger)
     prices: PriceTable = field(default_factory=PriceTable)
     chooser: Chooser = field(default_factory=Chooser)
@@ -54,6 +58,7 @@ class State:
         self.settings = settings
         if self.chooser.strategy != settings.strategy:
             self.chooser = Chooser(settings.strategy)
+        self.windows.drain_at = settings.drain_at
         self.pins.idle_timeout = settings.idle_timeout
         self.pins.max_age = settings.max_age
         self.pins.max_size = settings.max_sessions
@@ -64,6 +69,9 @@ class State:
         self.health.new_accounts(self.accounts.accounts, accounts.accounts, self.clock())
         self.accounts = accounts
         self.prices = PriceTable(accounts.prices)
+        keep = {a.alias for a in accounts.accounts}
+        self.windows.forget(keep)
+        self.warm.forget(keep)  # costs the prefix table's size: only when the file changes
 
 
 class Kept[T]:

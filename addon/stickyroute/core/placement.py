@@ -2,13 +2,13 @@
 
 `place` picks the account for a NEW conversation (the `headroom` strategy):
 1. among the healthy accounts it is given, none at or above sticky_drain_at of a usage window
-   (or refused by one) while another is below;
+   (or refused by one, or nearly out of a per-minute limit) while another is clear;
 2. an account whose cache already holds this conversation's prefix, unless it carries more
-   load than the least loaded one by more than a bound;
+   sessions or in-flight requests than the least loaded one by more than a bound;
 3. otherwise the most headroom in the tightest window (in steps, so that close readings tie),
-   then the earliest reset of that window (in steps too; only when every account has one),
-   then the fewest sessions, then in-flight requests.
-With no window and no warm prefix known this is least-sessions.
+   then the earliest reset of that window (in steps too; only when every account has one of an
+   hour or more: a per-minute reset says nothing), then the fewest sessions.
+With no window and no warm prefix known this is least-sessions, pick for pick.
 
 `let_go` says when a SOFT pin stops holding its conversation: idle longer than its provider's
 cache lifetime it has no cache value left, so when its account is draining or cooling the next
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from .pins import Pin
-from .windows import WindowTable
+from .windows import DRAIN_MIN_MINUTES, WindowTable
 
 HEADROOM_STEP = 5.0  # percent: readings closer than this are a tie, so load spreads a burst
 RESET_STEP = 900.0  # seconds: resets this close are a tie too (windows last hours to a week)
@@ -57,9 +57,8 @@ class Placement[C: Candidate](NamedTuple):
 
 def avoids_limits[C: Candidate](candidates: Sequence[C], windows: WindowTable,
                                 now: float) -> list[C]:
-    """Step 1: the candidates not draining or refused by a window, if any is; else all."""
-    clear = [c for c in candidates
-             if not windows.draining(c.alias, now) and not windows.limited(c.alias, now)]
+    """Step 1: the candidates whose windows take a new conversation, if any do; else all."""
+    clear = [c for c in candidates if windows.takes_new(c.alias, now)]
     return clear or list(candidates)
 
 
@@ -95,14 +94,16 @@ def place[C: Candidate](
 
     tight = {c.alias: signals.windows.tightest(c.alias, now) for c in pool}
     # An account that has not answered yet has no reset to compare: resets then say nothing.
-    by_reset = all(t is not None and t.resets_at is not None for t in tight.values())
+    by_reset = all(t is not None and t.resets_at is not None and t.minutes >= DRAIN_MIN_MINUTES
+                   for t in tight.values())
 
-    def headroom(c: C) -> tuple[float, float, float, float]:
+    def headroom(c: C) -> tuple[float, float, float]:
         t = tight[c.alias]
         used = math.floor(t.used_percent / HEADROOM_STEP) if t else 0.0
         reset = math.floor(t.resets_at / RESET_STEP) if (
             by_reset and t and t.resets_at is not None) else 0.0
-        return (used, reset, *load(c))
+        # in-flight counts bound the warm pick only: with nothing known this is least-sessions
+        return used, reset, load(c)[0]
 
     best = min(pool, key=headroom)
     return Placement(best, "headroom" if any(tight.values()) else "load")

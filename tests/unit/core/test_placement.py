@@ -206,3 +206,29 @@ def test_an_account_not_heard_from_is_not_beaten_on_reset_time():
     t = table(b=(0, 3600))  # only b has answered; a and c have no windows yet
     got = pick(sessions={"a": 0, "b": 2, "c": 0}, windows=t)
     assert got.account in (A, C)
+
+
+def test_one_candidate_takes_no_turn_so_rotation_matches_least_sessions():
+    headroom, least = Chooser("headroom"), Chooser("least-sessions")
+    signals = Signals(WindowTable(), NOW)
+    for _ in range(3):  # another provider's single account
+        assert headroom.place([A], {}, None, signals) == Placement(A, "load")
+        assert least.choose([A], {}) == A
+    assert headroom.place([A], {}, None, Signals(WindowTable(), NOW, {"a": NOW + 1})) == (
+        Placement(A, "warm"))
+    assert headroom.place(ABC, {}, None, signals).account == least.choose(ABC, {})
+
+
+def test_in_flight_requests_bound_the_warm_pick_but_do_not_order_the_rest():
+    got = pick(sessions={"a": 1, "b": 0, "c": 0}, inflight={"a": 0, "b": 5, "c": 0})
+    assert got.account == B  # least-sessions, rotation start 0: b before c
+
+
+def test_per_minute_resets_do_not_order_placement():
+    t = WindowTable()
+    t.record("a", Reading((Window(1, 10, NOW + 50),)), NOW)
+    t.record("b", Reading((Window(1, 10, NOW + 5),)), NOW)
+    assert pick([A, B], sessions={"a": 0, "b": 1}, windows=t).account == A
+    t.record("a", Reading((Window(300, 12, NOW + 7200),)), NOW)
+    t.record("b", Reading((Window(300, 12, NOW + 3600),)), NOW)
+    assert pick([A, B], sessions={"a": 0, "b": 1}, windows=t).account == B
