@@ -17,8 +17,8 @@ from typing import Any, Self
 
 from .accounts import AccountState
 from .faults import Fault, FaultTable, make_fault
-from .usage import Meter, UsagePlan, UsageTable
 from .oauth import Check, OAuthLogins
+from .usage import Meter, UsagePlan, UsageTable
 
 logger = logging.getLogger(__name__)
 
