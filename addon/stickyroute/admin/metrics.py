@@ -53,6 +53,14 @@ class StickyCollector:
         cooldown = GaugeMetricFamily("stickyroute_cooldown_seconds",
                                      "Seconds left of the account's cooldown (0: none).",
                                      labels=["account"])
+        used = GaugeMetricFamily(
+            "stickyroute_account_window_used_ratio", "Share used (0..1) of the account's usage "
+            "window of this length (5-hour, weekly, per-minute), as its provider last said.",
+            labels=["account", "window_minutes"])
+        resets = GaugeMetricFamily(
+            "stickyroute_account_window_reset_seconds", "Seconds until that window resets "
+            "(only windows whose reset time the provider gave).",
+            labels=["account", "window_minutes"])
         per_alias = s.pins.sessions_per_alias()
         for account in s.accounts.accounts:
             alias = account.alias
@@ -72,7 +80,14 @@ class StickyCollector:
                 state.add_metric([alias, account.provider, name],
                                  1 if health.state == name else 0)
             cooldown.add_metric([alias], max(0.0, health.until - now) if health.until else 0.0)
-        yield from (requests, tokens, cost, breaks, errors, pins, inflight, state, cooldown)
+            for w in s.windows.windows(alias, now):
+                if w.limit:  # one model's limit: the labels name account-wide windows only
+                    continue
+                used.add_metric([alias, str(w.minutes)], w.used_percent / 100)
+                if w.resets_at is not None:
+                    resets.add_metric([alias, str(w.minutes)], max(0.0, w.resets_at - now))
+        yield from (requests, tokens, cost, breaks, errors, pins, inflight, state, cooldown, used,
+                    resets)
         yield GaugeMetricFamily("stickyroute_sessions", "Live session pins, all accounts.",
                                 value=len(s.pins))
         sweeps = s.sweeps
