@@ -4,7 +4,8 @@
 1. among the healthy accounts it is given, none at or above sticky_drain_at of a usage window
    (or refused by one, or nearly out of a per-minute limit) while another is clear;
 2. an account whose cache already holds this conversation's prefix, unless it carries more
-   sessions or in-flight requests than the least loaded one by more than a bound;
+   sessions than the least loaded one, or more requests in flight than the mean, by more than
+   a bound;
 3. otherwise the most headroom in the tightest window (in steps, so that close readings tie),
    then the earliest reset of that window (in steps too; only when every account has one of an
    hour or more: a per-minute reset says nothing), then the fewest sessions.
@@ -30,8 +31,13 @@ from .windows import DRAIN_MIN_MINUTES, WindowTable
 
 HEADROOM_STEP = 5.0  # percent: readings closer than this are a tie, so load spreads a burst
 RESET_STEP = 900.0  # seconds: resets this close are a tie too (windows last hours to a week)
-WARM_RATIO = 0.1  # a warm account may carry 10% more load than the least loaded one...
-WARM_SLACK = 1.0  # ...plus one session / in-flight request per unit of weight
+WARM_RATIO = 0.1  # a warm account may carry 10% more sessions than the least loaded one...
+WARM_SLACK = 1.0  # ...plus one, per unit of weight
+# and a quarter more requests in flight than the accounts' mean, plus two: in-flight counts
+# come and go by the millisecond, so the least busy account is often idle by chance; held
+# against it, a warm account under steady traffic would almost never qualify
+WARM_BUSY_RATIO = 0.25
+WARM_BUSY_SLACK = 2.0
 
 
 class Candidate(Protocol):
@@ -86,10 +92,10 @@ def place[C: Candidate](
     if warm:
         best = min(warm, key=load)
         least_sessions = min(load(c)[0] for c in pool)
-        least_busy = min(load(c)[1] for c in pool)
+        mean_busy = sum(load(c)[1] for c in pool) / len(pool)
         s, i = load(best)
         if (s <= least_sessions * (1 + WARM_RATIO) + WARM_SLACK
-                and i <= least_busy * (1 + WARM_RATIO) + WARM_SLACK):
+                and i <= mean_busy * (1 + WARM_BUSY_RATIO) + WARM_BUSY_SLACK):
             return Placement(best, "warm")
 
     tight = {c.alias: signals.windows.tightest(c.alias, now) for c in pool}

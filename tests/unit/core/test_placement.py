@@ -61,9 +61,12 @@ def test_warm_account_wins_within_the_bound():
     assert pick(sessions={"a": 10, "b": 11, "c": 10}, warm=warm) == Placement(B, "warm")
     too_busy = pick(sessions={"a": 10, "b": 13, "c": 10}, warm=warm)  # 13 > 10 * 1.1 + 1
     assert too_busy.account in (A, C) and too_busy.reason == "load"
-    in_flight = pick(sessions={"a": 10, "b": 10, "c": 10}, inflight={"a": 0, "b": 3, "c": 0},
-                     warm=warm)
+    in_flight = pick(sessions={"a": 10, "b": 10, "c": 10}, inflight={"a": 0, "b": 5, "c": 0},
+                     warm=warm)  # 5 > 5/3 * 1.25 + 2
     assert in_flight.account != B
+    busy_all = pick(sessions={"a": 10, "b": 10, "c": 10}, inflight={"a": 3, "b": 6, "c": 3},
+                    warm=warm)  # 6 <= 4 * 1.25 + 2: busier than the least, not than the mean
+    assert busy_all == Placement(B, "warm")
 
 
 def test_warm_but_draining_is_not_taken():

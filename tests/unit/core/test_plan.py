@@ -141,7 +141,7 @@ def test_warm_prefix_on_a_draining_account_is_not_followed():
 def test_in_flight_counts_bound_the_warm_pick():
     st = state()
     first = route(st, openai("s1"))
-    st.ledger[first.account.alias].inflight = 5
+    st.ledger[first.account.alias].inflight = 8  # > mean 4 * 1.25 + 2
     assert route(st, openai("s2", "other")).account != first.account
 
 
