@@ -6,7 +6,8 @@
 2. an account whose cache already holds this conversation's prefix, unless it carries more
    sessions than the least loaded one, or more requests in flight than the mean, by more than
    a bound;
-3. otherwise the most headroom in the tightest window (in steps, so that close readings tie),
+3. otherwise the most headroom in the tightest window per request running there (those
+   conversations go on using it; in steps, so that close readings tie),
    then the earliest reset of that window (in steps too; only when every account has one of an
    hour or more: a per-minute reset says nothing), then the fewest sessions.
 With no window and no warm prefix known this is least-sessions, pick for pick.
@@ -29,7 +30,7 @@ from typing import NamedTuple, Protocol
 from .pins import Pin
 from .windows import DRAIN_MIN_MINUTES, WindowTable
 
-HEADROOM_STEP = 5.0  # percent: readings closer than this are a tie, so load spreads a burst
+HEADROOM_STEP = 5.0  # percent (per request in flight): closer readings tie, sessions decide
 RESET_STEP = 900.0  # seconds: resets this close are a tie too (windows last hours to a week)
 WARM_RATIO = 0.1  # a warm account may carry 10% more sessions than the least loaded one...
 WARM_SLACK = 1.0  # ...plus one, per unit of weight
@@ -103,16 +104,23 @@ def place[C: Candidate](
     by_reset = all(t is not None and t.resets_at is not None and t.minutes >= DRAIN_MIN_MINUTES
                    for t in tight.values())
 
+    known = any(tight.values())
+
     def headroom(c: C) -> tuple[float, float, float]:
         t = tight[c.alias]
-        used = math.floor(t.used_percent / HEADROOM_STEP) if t else 0.0
+        sessions = load(c)[0]
+        if not known:  # in-flight counts bound the warm pick only: this is least-sessions
+            return 0.0, 0.0, sessions
+        # The room left is shared by the requests running there now: by room alone the
+        # emptiest account would draw every conversation started meanwhile, and together they
+        # overrun it (bench (f)). Pins are no measure of that: most are idle or done.
+        room = (100.0 - (t.used_percent if t else 0.0)) / (load(c)[1] + 1 / c.weight)
         reset = math.floor(t.resets_at / RESET_STEP) if (
             by_reset and t and t.resets_at is not None) else 0.0
-        # in-flight counts bound the warm pick only: with nothing known this is least-sessions
-        return used, reset, load(c)[0]
+        return -math.floor(room / HEADROOM_STEP), reset, sessions
 
     best = min(pool, key=headroom)
-    return Placement(best, "headroom" if any(tight.values()) else "load")
+    return Placement(best, "headroom" if known else "load")
 
 
 def pin_cache_ttl(pin: Pin, default: float) -> float:

@@ -231,7 +231,17 @@ def test_per_minute_resets_do_not_order_placement():
     t = WindowTable()
     t.record("a", Reading((Window(1, 10, NOW + 50),)), NOW)
     t.record("b", Reading((Window(1, 10, NOW + 5),)), NOW)
-    assert pick([A, B], sessions={"a": 0, "b": 1}, windows=t).account == A
+    assert pick([A, B], sessions={"a": 1, "b": 1}, windows=t).account == A
     t.record("a", Reading((Window(300, 12, NOW + 7200),)), NOW)
     t.record("b", Reading((Window(300, 12, NOW + 3600),)), NOW)
-    assert pick([A, B], sessions={"a": 0, "b": 1}, windows=t).account == B
+    assert pick([A, B], sessions={"a": 1, "b": 1}, windows=t).account == B
+
+
+def test_room_is_shared_by_the_requests_running_there():
+    # 100% left over 3 requests in flight (25 each) against 30% for an idle account
+    t = table(a=70, c=0)
+    assert pick([A, C], inflight={"a": 0, "c": 3}, windows=t).account == A
+    assert pick([A, C], inflight={"a": 1, "c": 3}, windows=t).account == C  # 15 vs 25
+    assert pick([A, C], sessions={"a": 0, "c": 9}, windows=t).account == C  # idle pins: no
+    # weight: an account twice as big carries twice the requests for the same share
+    assert pick([A, Acc("c", 2)], inflight={"a": 0, "c": 4}, windows=t).account.alias == "c"
