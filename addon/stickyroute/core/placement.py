@@ -6,11 +6,11 @@
 2. an account whose cache already holds this conversation's prefix, unless it carries more
    sessions than the least loaded one, or more requests in flight than the mean, by more than
    a bound;
-3. otherwise the most headroom in the tightest window per request running there (those
-   conversations go on using it; in steps, so that close readings tie),
-   then the earliest reset of that window (in steps too; only when every account has one of an
-   hour or more: a per-minute reset says nothing), then the fewest sessions.
-With no window and no warm prefix known this is least-sessions, pick for pick.
+3. otherwise the most headroom in the tightest window of an hour or more per request running
+   there (those conversations go on using it; in steps, so that close readings tie), then the
+   earliest reset of that window (in steps too; only when every account has one), then the
+   fewest sessions.
+With no such window and no warm prefix known this is least-sessions, pick for pick.
 
 `let_go` says when a SOFT pin stops holding its conversation: idle longer than its provider's
 cache lifetime it has no cache value left, so when its account is draining or cooling the next
@@ -99,11 +99,12 @@ def place[C: Candidate](
                 and i <= mean_busy * (1 + WARM_BUSY_RATIO) + WARM_BUSY_SLACK):
             return Placement(best, "warm")
 
-    tight = {c.alias: signals.windows.tightest(c.alias, now) for c in pool}
+    # Windows of an hour or more: per-minute API limits come and go within the minute (step 1
+    # keeps new conversations off one nearly spent); ordered by them, placement would follow
+    # noise instead of the sessions.
+    tight = {c.alias: signals.windows.tightest(c.alias, now, DRAIN_MIN_MINUTES) for c in pool}
     # An account that has not answered yet has no reset to compare: resets then say nothing.
-    by_reset = all(t is not None and t.resets_at is not None and t.minutes >= DRAIN_MIN_MINUTES
-                   for t in tight.values())
-
+    by_reset = all(t is not None and t.resets_at is not None for t in tight.values())
     known = any(tight.values())
 
     def headroom(c: C) -> tuple[float, float, float]:

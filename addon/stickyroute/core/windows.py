@@ -357,14 +357,16 @@ class WindowTable:
             return Status.LIMITED
         return Status.DRAINING if self.draining(alias, now) else Status.OK
 
-    def tightest(self, alias: str, now: float) -> Tightest | None:
-        """The account-wide window with the least headroom (None: nothing known)."""
+    def tightest(self, alias: str, now: float, min_minutes: int = 0) -> Tightest | None:
+        """The account-wide window (of `min_minutes` or more) with the least headroom (None:
+        nothing known)."""
         acct = self._accounts.get(alias)
         if acct is None:
             return None
         best: Window | None = None
         for w in self._live(acct, now):
-            if w.limit == "" and (best is None or w.used_percent > best.used_percent):
+            if (w.limit == "" and w.minutes >= min_minutes
+                    and (best is None or w.used_percent > best.used_percent)):
                 best = w
         return Tightest(best.used_percent, best.resets_at, best.minutes) if best else None
 

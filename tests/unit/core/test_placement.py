@@ -245,3 +245,11 @@ def test_room_is_shared_by_the_requests_running_there():
     assert pick([A, C], sessions={"a": 0, "c": 9}, windows=t).account == C  # idle pins: no
     # weight: an account twice as big carries twice the requests for the same share
     assert pick([A, Acc("c", 2)], inflight={"a": 0, "c": 4}, windows=t).account.alias == "c"
+
+
+def test_per_minute_windows_alone_leave_it_least_sessions():
+    t = WindowTable()
+    for alias, used in (("a", 0.05), ("b", 40), ("c", 0.01)):
+        t.record(alias, Reading((Window(1, used, NOW + 30),)), NOW)
+    got = pick(sessions={"a": 2, "b": 1, "c": 2}, inflight={"a": 0, "b": 4, "c": 0}, windows=t)
+    assert got == Placement(B, "load")
