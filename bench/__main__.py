@@ -18,8 +18,9 @@ from pathlib import Path
 
 from devtools.harness import accounts_file
 
-from . import economics, overhead, report, scale
+from . import economics, limits, overhead, report, scale
 from .economics import Plan
+from .limits import LimitsPlan
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -31,18 +32,25 @@ class Mode:
     stream_tokens: int
     stream_repeats: int
     table_sizes: list[int]
-    scenarios: str = "abcd"
+    limits: LimitsPlan = LimitsPlan()
+    scenarios: str = "abcdef"
     encodings: tuple[str, ...] = ("identity", "zstd")
 
 
 MODES = {
-    "full": Mode(Plan(conversations=24, turns=8, accounts=3, fault_requests=16),
+    "full": Mode(Plan(conversations=24, turns=8, accounts=3, fault_requests=16,
+                      prefix_conversations=48, prefix_turns=4),
                  {"1 KB": 300, "100 KB": 300, "1 MB": 60}, 200_000, 3,
                  [10_000, 100_000, 1_000_000]),
-    "quick": Mode(Plan(conversations=9, turns=5, accounts=3, fault_requests=6),
+    "quick": Mode(Plan(conversations=9, turns=5, accounts=3, fault_requests=6,
+                       prefix_conversations=24, prefix_turns=3),
                   {"1 KB": 40, "100 KB": 40, "1 MB": 8}, 20_000, 2, [10_000, 100_000]),
-    "smoke": Mode(Plan(conversations=4, turns=2, accounts=2, fault_requests=2),
-                  {"1 KB": 4}, 2_000, 1, [2_000], scenarios="ad", encodings=("zstd",)),
+    "smoke": Mode(Plan(conversations=4, turns=2, accounts=2, fault_requests=2,
+                       prefix_conversations=6, prefix_turns=1),
+                  {"1 KB": 4}, 2_000, 1, [2_000],
+                  LimitsPlan(used=(60.0, 0.0), step=10.0, turns=2, conversations=12,
+                             concurrent=2),
+                  scenarios="adef", encodings=("zstd",)),
 }
 
 
@@ -82,7 +90,9 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def _notes(econ: list[economics.ScenarioResult], plan: Plan) -> list[str]:
+def _notes(econ: list[economics.ScenarioResult], plan: Plan,
+           prefixes: list[economics.ScenarioResult], windows: list[limits.LimitsResult],
+           lim: LimitsPlan) -> list[str]:
     notes = [
         "Cached share = cached prompt tokens / prompt tokens, summed over every successful "
         "request, as the fake upstream counted them (per-account prefix cache, 128-token "
@@ -108,10 +118,28 @@ def _notes(econ: list[economics.ScenarioResult], plan: Plan) -> list[str]:
         a, c = by["a"].share_from(1), by["c"].share_from(1)
         notes.append(
             f"From the second turn on, (c) caches {_pct(c)} against (a)'s {_pct(a)} "
-            f"({_pct(c / a)} of (a)): the (c)/(a) gap is first turns finding a shared "
-            "system prompt "
-            "cold on their account. A strategy that places new sessions by system-prompt "
-            "prefix could close part of it; pinning itself loses nothing.")
+            f"({_pct(c / a)} of (a)): what (c) still misses is first turns finding a shared "
+            "system prompt cold on their account. The default strategy places a new "
+            "conversation where its prompt prefix is warm (within a load bound); (e) measures "
+            "that on its own workload. Pinning itself loses nothing.")
+    if prefixes:
+        notes.append(
+            f"(e): {plan.prefix_conversations} conversations of {plan.prefix_turns} "
+            f"turn{'s' if plan.prefix_turns != 1 else ''} over "
+            f"the same 4 shared system prompts, one started every "
+            f"{1000 * economics.PREFIX_STAGGER:g} ms (people start conversations over time; "
+            "started all at once, their arrival order is random and a prompt is split over "
+            "more accounts). Each run is compared with the same workload on one account.")
+    if windows:
+        used = " / ".join(f"{u:g}%" for u in lim.used)
+        notes.append(
+            f"(f): {len(lim.used)} subscription accounts whose 5-hour windows start at {used}; "
+            f"every request adds {lim.step:g}% to the window of the account serving it; "
+            f"conversations of {lim.turns} turns, {lim.concurrent} at a time. Counted: "
+            "conversations whose every turn was answered before the fake's first "
+            "limit-reached 429. Leaving draining accounts alone (every strategy does) is most "
+            "of the gain over windows ignored; headroom's order then spreads like round-robin "
+            "(it shares an account's room by the requests running there).")
     notes.append(PROFILE_NOTE)
     if "d" in by and by["d"].client_errors:
         notes.append(f"(d) on this commit: {by['d'].client_errors} error answers reached "
@@ -134,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     sections = set(args.only.split(","))
     load_before = os.getloadavg()[0]
     econ: list[economics.ScenarioResult] = []
+    prefixes: list[economics.ScenarioResult] = []
+    windows: list[limits.LimitsResult] = []
     bodies: list[overhead.BodyResult] = []
     stream = None
     table: list[scale.ScaleResult] = []
@@ -142,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         if "econ" in sections:
             _say(f"cache economics: scenarios {', '.join(mode.scenarios)}")
             econ = economics.run(mode.plan, work, mode.scenarios)
+            if "e" in mode.scenarios:
+                _say("(e) shared system prompts: by prefix vs blind")
+                prefixes = economics.run_prefixes(mode.plan, work)
+            if "f" in mode.scenarios:
+                _say("(f) usage windows: headroom vs round-robin")
+                windows = limits.run(mode.limits, work)
         if "overhead" in sections:
             _say("overhead: no-op vs stickyroute")
             bodies, stream = overhead.run(work, mode.requests, mode.stream_tokens,
@@ -152,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                                      {f"sk-bench-{i}": f"acct-{i}" for i in range(3)})
             table = scale.run(mode.table_sizes, accounts)
     text = report.markdown(_meta(name, load_before), econ, mode.plan.accounts, bodies, stream,
-                           table, _notes(econ, mode.plan))
+                           table, _notes(econ, mode.plan, prefixes, windows, mode.limits),
+                           prefixes, windows)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.md").write_text(text)
     png = report.plot(econ, args.out / "cache_by_turn.png") if econ else None

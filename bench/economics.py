@@ -1,9 +1,13 @@
-"""Cache economics: the same workload in four scenarios, measured from the fake's request log.
+"""Cache economics: the same workload in five scenarios, measured from the fake's request log.
 
 a. one account, straight to the fake upstream (the upper bound of cached-token share)
 b. through the proxy over N accounts with `sticky_enabled=false` (requests spread)
-c. through the proxy over N accounts, default settings
+c. through the proxy over N accounts, default settings (the headroom strategy: a new
+   conversation goes where its system prompt is cached already, within a load bound)
 d. (c), with one account answering 429 for a while from the middle of the run
+e. conversations sharing 4 system prompts (a workload of its own, more conversations than
+   the one above): the one-account ceiling, placement by prompt prefix (the default headroom
+   strategy), and placement blind to prefixes (least-sessions), side by side
 
 Every number comes from what the fake upstream saw (which account served each request, with
 what usage), never from the addon's own bookkeeping.
@@ -40,6 +44,12 @@ SCENARIOS = {
     "c": "proxy, default",
     "d": "proxy, default, one account 429s mid-run",
 }
+PREFIX_RUNS = {  # (e): name -> (title, sticky_strategy; None: one account, direct)
+    "ceiling": ("one account, direct (the ceiling)", None),
+    "aware": ("proxy, placed by prompt prefix (headroom, the default)", "headroom"),
+    "blind": ("proxy, blind to prefixes (least-sessions)", "least-sessions"),
+}
+PREFIX_STAGGER = 0.02  # (e): seconds between conversation starts (people start them over time)
 MAX_ATTEMPTS = 8  # a client retries a failed turn this often
 RETRY_PAUSE = 0.2  # seconds; real clients honour retry-after, the bench keeps it short
 _DONE_PREFIX = 'data: {"type":"response.output_text.done"'
@@ -52,6 +62,8 @@ class Plan:
     accounts: int
     fault_requests: int  # how many requests the failing account answers with 429 in (d)
     fault_retry_after: float = 2.0
+    prefix_conversations: int = 48  # (e)
+    prefix_turns: int = 4
 
 
 @dataclass
@@ -108,7 +120,8 @@ class _Progress:
 
 
 def _talk(client: httpx2.Client, url: str, auth: dict[str, str], conv: Conversation,
-          progress: _Progress) -> None:
+          progress: _Progress, stagger: float = 0.0) -> None:
+    time.sleep(conv.index * stagger)
     history = first_history(conv)
     for turn in range(conv.turns):
         answer = None
@@ -146,10 +159,15 @@ def _one_turn(client: httpx2.Client, url: str, headers: dict[str, str],
     return None
 
 
-def run_scenario(name: str, plan: Plan, convs: list[Conversation], workdir: Path) -> ScenarioResult:
-    n_accounts = 1 if name == "a" else plan.accounts
+def run_scenario(name: str, plan: Plan, convs: list[Conversation], workdir: Path,
+                 strategy: str | None = None, title: str | None = None,
+                 stagger: float = 0.0) -> ScenarioResult:
+    """One run; `strategy` sets sticky_strategy (None: the default); conversation i starts
+    i * `stagger` seconds in (0: all at once)."""
+    direct = name in ("a", "e/ceiling")
+    n_accounts = 1 if direct else plan.accounts
     keys = {f"sk-bench-{i}": f"acct-{i}" for i in range(n_accounts)}
-    result = ScenarioResult(name, SCENARIOS[name])
+    result = ScenarioResult(name, title or SCENARIOS[name])
     with FakeUpstream(keys=keys) as fake:
         on_half = None
         if name == "d":
@@ -158,29 +176,33 @@ def run_scenario(name: str, plan: Plan, convs: list[Conversation], workdir: Path
                                retry_after=plan.fault_retry_after)
         progress = _Progress(len(convs) * plan.turns // 2, on_half)
         proxy = None
-        if name == "a":
+        if direct:
             client = httpx2.Client(trust_env=False, timeout=60,
                                    limits=httpx2.Limits(max_connections=len(convs) + 4))
             url, auth = f"{fake.url}/v1/responses", {"authorization": "Bearer sk-bench-0"}
         else:
             options: dict[str, Any] = {
-                "sticky_accounts": str(accounts_file(workdir / f"accounts-{name}.yaml", keys)),
+                "sticky_accounts": str(accounts_file(
+                    workdir / f"accounts-{name.replace('/', '-')}.yaml", keys)),
                 "sticky_enabled": name != "b", **redirect_options(fake)}
+            if strategy is not None:
+                options["sticky_strategy"] = strategy
             proxy = Mitmdump([STICKY_ADDON, REDIRECT_ADDON], options,
-                             confdir=workdir / f"mitm-{name}").start()
+                             confdir=workdir / f"mitm-{name.replace('/', '-')}").start()
             client = raw_client(proxy, timeout=60,
                                 limits=httpx2.Limits(max_connections=len(convs) + 4))
             url, auth = f"{OPENAI_BASE_URL}/responses", {"authorization": "Bearer sk-client"}
         started = time.perf_counter()
         try:
             with client, ThreadPoolExecutor(len(convs)) as pool:
-                for f in [pool.submit(_talk, client, url, auth, c, progress) for c in convs]:
+                for f in [pool.submit(_talk, client, url, auth, c, progress, stagger)
+                          for c in convs]:
                     f.result()
         finally:
             if proxy is not None:
                 proxy.stop()
         result.seconds = time.perf_counter() - started
-        _tally(result, fake.requests(), plan.turns)
+        _tally(result, fake.requests(), max((c.turns for c in convs), default=0))
     result.client_errors, result.turns_failed = progress.errors, progress.failed
     return result
 
@@ -217,4 +239,12 @@ def _tally(result: ScenarioResult, log: list[dict[str, Any]], turns: int) -> Non
 
 def run(plan: Plan, workdir: Path, only: str = "abcd") -> list[ScenarioResult]:
     convs = conversations(plan.conversations, plan.turns)
-    return [run_scenario(name, plan, convs, workdir) for name in only]
+    return [run_scenario(name, plan, convs, workdir) for name in only if name in SCENARIOS]
+
+
+def run_prefixes(plan: Plan, workdir: Path) -> list[ScenarioResult]:
+    """(e): many conversations over 4 shared system prompts, with and without placement by
+    prefix, against the same workload on one account."""
+    convs = conversations(plan.prefix_conversations, plan.prefix_turns, seed=11)
+    return [run_scenario(f"e/{name}", plan, convs, workdir, strategy, title, PREFIX_STAGGER)
+            for name, (title, strategy) in PREFIX_RUNS.items()]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .economics import ScenarioResult
+from .limits import LimitsResult
 from .overhead import BodyResult, StreamResult
 from .scale import ScaleResult
 
@@ -52,6 +53,33 @@ def economics(results: list[ScenarioResult], accounts: int) -> list[str]:
     return lines
 
 
+def prefixes(results: list[ScenarioResult], accounts: int) -> list[str]:
+    """(e): each run against the same workload on one account (the first row)."""
+    base = results[0].share if results else 0.0
+    rows = []
+    for r in results:
+        n = 1 if r.name == "e/ceiling" else accounts
+        first = r.cache_by_turn[0] if r.cache_by_turn else 0.0
+        rows.append([r.title, _pct(r.share), _pct(r.share / base) if base else "n/a",
+                     _pct(first),
+                     " / ".join(str(v) for v in r.requests_per_account.values()),
+                     _spread(r.spread(r.requests_per_account, n)),
+                     " / ".join(str(v) for v in r.sessions_per_account.values()),
+                     _spread(r.spread(r.sessions_per_account, n)), f"{r.seconds:.1f}"])
+    return _table(["(e) placement", "cached share", "% of one account", "first turns cached",
+                   "requests per account", "spread", "sessions per account", "spread",
+                   "seconds"], rows)
+
+
+def windows(results: list[LimitsResult]) -> list[str]:
+    rows = [[r.title, r.completed, r.requests, r.limited or "none",
+             " / ".join(f"{u:g}%" for u in r.used_then.values()), f"{r.seconds:.1f}"]
+            for r in results]
+    return _table(["(f) strategy", "conversations done before the first limit",
+                   "requests before it", "account limited first", "windows used at the end",
+                   "seconds"], rows)
+
+
 def overhead(bodies: list[BodyResult], stream: StreamResult) -> list[str]:
     rows = [[b.size, b.encoding, b.requests, f"{b.cpu_noop_ms:.2f}", f"{b.cpu_sticky_ms:.2f}",
              f"{100 * b.cpu_added:+.1f}%",
@@ -80,7 +108,8 @@ def scale(results: list[ScaleResult]) -> list[str]:
 
 
 def targets(econ: list[ScenarioResult], accounts: int, bodies: list[BodyResult],
-            table: list[ScaleResult]) -> list[list[str]]:
+            table: list[ScaleResult], prefix_runs: list[ScenarioResult] | None = None,
+            limit_runs: list[LimitsResult] | None = None) -> list[list[str]]:
     rows: list[list[str]] = []
 
     def row(name: str, value: str, ok: bool | None) -> None:
@@ -96,6 +125,23 @@ def targets(econ: list[ScenarioResult], accounts: int, bodies: list[BodyResult],
         worst = max(s for s in spreads if s is not None) if accounts > 1 else None
         row("load spread (c) ≤ 1.25 (requests, sessions)",
             " / ".join(_spread(s) for s in spreads), None if worst is None else worst <= 1.25)
+    pre = {r.name: r for r in prefix_runs or []}
+    if {"e/ceiling", "e/aware", "e/blind"} <= set(pre) and pre["e/ceiling"].share:
+        base, aware = pre["e/ceiling"].share, pre["e/aware"]
+        ratio = aware.share / base
+        row("(e) placed by prefix: cached share ≥ 99.5% of one account",
+            f"{_pct(ratio)} (blind to prefixes: {_pct(pre['e/blind'].share / base)})",
+            ratio >= 0.995)
+        spreads = [aware.spread(aware.requests_per_account, accounts),
+                   aware.spread(aware.sessions_per_account, accounts)]
+        worst = max(s for s in spreads if s is not None) if accounts > 1 else None
+        row("(e) placed by prefix: load spread ≤ 1.25 (requests, sessions)",
+            " / ".join(_spread(s) for s in spreads), None if worst is None else worst <= 1.25)
+    lim = {r.name: r for r in limit_runs or []}
+    if {"headroom", "round-robin", "blind"} <= set(lim):
+        h, rr = lim["headroom"].completed, lim["round-robin"].completed
+        row("(f) headroom: conversations done before the first limit, not fewer than "
+            "round-robin", f"{h} vs {rr} (windows ignored: {lim['blind'].completed})", h >= rr)
     if bodies:
         worst_b = max(bodies, key=lambda b: b.cpu_added)
         row("CPU added per request ≤ 5%",
@@ -123,13 +169,22 @@ def targets(econ: list[ScenarioResult], accounts: int, bodies: list[BodyResult],
 
 def markdown(meta: dict[str, str], econ: list[ScenarioResult], accounts: int,
              bodies: list[BodyResult], stream: StreamResult | None,
-             table: list[ScaleResult], notes: list[str]) -> str:
+             table: list[ScaleResult], notes: list[str],
+             prefix_runs: list[ScenarioResult] | None = None,
+             limit_runs: list[LimitsResult] | None = None) -> str:
     lines = ["# stickyroute bench", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items()]
     lines += ["", "## Targets", ""]
-    lines += _table(["target", "measured", ""], targets(econ, accounts, bodies, table))
+    lines += _table(["target", "measured", ""],
+                    targets(econ, accounts, bodies, table, prefix_runs, limit_runs))
     if econ:
         lines += ["", "## Cache economics", ""] + economics(econ, accounts)
+    if prefix_runs:
+        lines += ["", "## Shared system prompts: placed by prefix or not (e)", ""]
+        lines += prefixes(prefix_runs, accounts)
+    if limit_runs:
+        lines += ["", "## Usage windows: conversations before the first limit (f)", ""]
+        lines += windows(limit_runs)
     if bodies and stream is not None:
         lines += ["", "## Overhead (no-op addon vs stickyroute, same requests)", ""]
         lines += overhead(bodies, stream)

@@ -1,7 +1,8 @@
 """Test-only addon: GET http://sticky.probe/state answers stickyroute's per-account in-flight
 counts, error counts and health as JSON, so e2e tests can look inside the mitmdump process;
 POST http://sticky.probe/enable/ALIAS and /disable/ALIAS are the operator's switches, and
-POST http://sticky.probe/reset forgets pins and health (in-flight counts stay: they are live).
+POST http://sticky.probe/reset forgets pins, health, usage windows and warm prefixes (in-flight
+counts stay: they are live).
 
 Load it after addon/sticky.py. Never use it outside tests.
 """
@@ -35,10 +36,13 @@ class StickyProbe:
             for pin in state.pins:
                 state.pins.remove(pin.session)
             state.health = Health()
+            state.windows.forget(())
+            state.warm.forget(())
         answer = {
             "accounts": {a.alias: {"inflight": state.ledger[a.alias].inflight,
                                    "errors": state.ledger[a.alias].errors,
-                                   "health": _health(state, a.alias, now)}
+                                   "health": _health(state, a.alias, now),
+                                   "usage": state.windows.state(a.alias, now).value}
                          for a in state.accounts.accounts},
             "kept_requests": len(kept),
             "pins": {key_value(p.session): p.alias for p in state.pins},

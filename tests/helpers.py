@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import http
+from mitmproxy import http, websocket
 from mitmproxy.test import taddons, tflow, tutils
 
 from stickyroute import Addons, build
@@ -254,3 +254,21 @@ class LoginDisk:
         if source.file not in self.files:
             raise ValueError("no file")
         return self.files[source.file]
+
+
+# ---- Responses over a WebSocket ----
+
+def ws_flow(route, headers=()):
+    f = flow(path="/v1/responses", headers=[("upgrade", "websocket"), *headers])
+    f.request.method = "GET"
+    route.route.request(f)
+    f.response = http.Response.make(101, b"", {"upgrade": "websocket"})
+    f.websocket = websocket.WebSocketData()
+    return f
+
+
+def ws_send(follow, f, obj, from_client):
+    msg = websocket.WebSocketMessage(1, from_client, json.dumps(obj).encode())  # 1: text
+    f.websocket.messages.append(msg)
+    follow.websocket_message(f)
+    return msg

@@ -49,6 +49,7 @@ class RouteMeta(TypedDict):
     session_source: str | None
     session_key: str | None
     moved_from: str | None
+    placed: str | None  # how a new pick was made: warm | headroom | load | <strategy>
     injected: list[str]
     request_bytes: int
     client: str

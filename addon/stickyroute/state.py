@@ -22,8 +22,10 @@ from stickyroute.core.health import State as Condition
 from stickyroute.core.ledger import Ledger
 from stickyroute.core.logins import Logins, sync_health
 from stickyroute.core.pins import PinTable, SweepStats
+from stickyroute.core.prefix import WarmPrefixes
 from stickyroute.core.prices import PriceTable
 from stickyroute.core.stop import Stop
+from stickyroute.core.windows import WindowTable
 from stickyroute.log import get_logger
 from stickyroute.stores.base import MemoryStore, Store
 from stickyroute.stores.refresher import Post, Refresher, seed_logins, tornado_post
@@ -40,6 +42,8 @@ class State:
     pins: PinTable = field(default_factory=PinTable)
     chains: ChainMap = field(default_factory=ChainMap)
     health: Health = field(default_factory=Health)  # the one place accounts leave rotation
+    windows: WindowTable = field(default_factory=WindowTable)  # usage windows per account
+    warm: WarmPrefixes = field(default_factory=WarmPrefixes)  # prompt prefixes cached where
     ledger: Ledger = field(default_factory=Ledger)
     prices: PriceTable = field(default_factory=PriceTable)
     chooser: Chooser = field(default_factory=Chooser)
@@ -66,6 +70,7 @@ class State:
         self.settings = settings
         if self.chooser.strategy != settings.strategy:
             self.chooser = Chooser(settings.strategy)
+        self.windows.drain_at = settings.drain_at
         self.pins.idle_timeout = settings.idle_timeout
         self.pins.max_age = settings.max_age
         self.pins.max_size = settings.max_sessions
@@ -79,6 +84,9 @@ class State:
         self.prices = PriceTable(accounts.prices)
         seed_logins(self.logins, accounts.accounts)
         self.sync_logins()
+        keep = {a.alias for a in accounts.accounts}
+        self.windows.forget(keep)
+        self.warm.forget(keep)  # costs the prefix table's size: only when the file changes
 
     def sync_logins(self) -> None:
         """Account health follows the logins (core.logins.sync_health); logs what changed."""

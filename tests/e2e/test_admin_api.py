@@ -166,6 +166,22 @@ def test_a_bad_client_gets_400_and_the_proxy_carries_on(live: Any) -> None:
     assert ask_openai(proxy, "conv-after-garbage").output
 
 
+def test_accounts_show_usage_windows(live: Any) -> None:
+    """Before the schemathesis run, so its schema checks see an account with windows."""
+    proxy, admin, fake = live
+    fake.set_usage("anthropic-a", 300, used_percent=95, resets_in=3600, step=0)
+    ask_anthropic(proxy, "conv-windows")
+    an = admin.get("/api/accounts/an").json()
+    assert (an["draining"], an["usage_state"]) == (True, "draining")
+    assert [(w["minutes"], w["used_percent"], w["status"]) for w in an["windows"]] == [
+        (300, 95, "draining")]
+    assert 3500 < an["windows"][0]["resets_at"] - admin.get("/api/state").json()["now"] <= 3600
+    assert ('stickyroute_account_window_used_ratio{account="an",window_minutes="300"} 0.95'
+            in admin.get("/metrics").text)
+    assert proxy.wait_for_output(r"account an is draining: 95% of its 300-minute window used; "
+                                 r"new conversations go elsewhere")
+
+
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(live: Any) -> None:
     _, admin, _ = live
     cmd = [sys.executable, "-m", "schemathesis.cli", "run", str(OPENAPI),

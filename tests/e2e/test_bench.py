@@ -20,6 +20,12 @@ def test_bench_smoke_writes_the_report(tmp_path: Path) -> None:
     assert "| (a) one account, direct | " in text and "| (d) proxy, default" in text
     assert "| 1 KB | zstd | 4 |" in text
     assert "| 2,000 |" in text
+    # (e) and (f): each of their runs reported, and their target rows
+    for row in ("| one account, direct (the ceiling) | ", "| proxy, placed by prompt prefix",
+                "| proxy, blind to prefixes", "| headroom (the default) | ", "| round-robin | ",
+                "| round-robin, windows ignored", "| (e) placed by prefix: cached share",
+                "| (f) headroom: conversations done before the first limit"):
+        assert row in text, row
     # The fake upstream saw turns with cached tokens: a broken workload would show 0.0% here.
     direct = next(line for line in text.splitlines() if line.startswith("| (a)"))
     assert "| 0.0% |" not in direct

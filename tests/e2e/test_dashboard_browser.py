@@ -7,6 +7,7 @@ an evict click really forgets the pin, and a screenshot is kept in test-artifact
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import httpx2
@@ -46,14 +47,17 @@ def browser() -> Any:
 @pytest.fixture(scope="module")
 def live(module_mitmdump_factory: Any, module_fake_upstream: Any,
          tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return start_proxy(module_mitmdump_factory, module_fake_upstream,
-                       tmp_path_factory.mktemp("browser"), sticky_admin_token=TOKEN)
+    proxy, base = start_proxy(module_mitmdump_factory, module_fake_upstream,
+                              tmp_path_factory.mktemp("browser"), sticky_admin_token=TOKEN)
+    return proxy, base, module_fake_upstream
 
 
 def test_dashboard_shows_a_live_run_and_evicts(browser: Any, live: Any) -> None:
-    proxy, base = live
+    proxy, base, fake = live
     for session in ("conv-browser-1", "conv-browser-2", "conv-browser-1"):
         ask_openai(proxy, session)
+    fake.set_usage("anthropic-a", 300, used_percent=95, resets_in=5400, step=0)
+    fake.set_usage("anthropic-a", 10080, used_percent=30, resets_in=3 * 86400, step=0)
     ask_anthropic(proxy, "conv-browser-3")
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -66,12 +70,20 @@ def test_dashboard_shows_a_live_run_and_evicts(browser: Any, live: Any) -> None:
     aliases = page.locator("#accounts tr[data-alias]").evaluate_all(
         "rows => rows.map(r => r.dataset.alias)")
     assert aliases == ["oa", "ob", "an", "cg", "sub"]
-    assert page.locator("#accounts tr[data-alias=an] .badge").inner_text() == "healthy"
+    assert page.locator("#accounts tr[data-alias=an] .badge").first.inner_text() == "healthy"
     # a dead subscription login says so, and what to do
     page.wait_for_function(
         "() => document.querySelector('#accounts tr[data-alias=sub] .badge').textContent"
         " === 'revoked'", timeout=15_000)
     assert "log in again" in page.locator("#accounts tr[data-alias=sub]").inner_text()
+    # its usage: draining, a bar per window with used % and the time to its reset
+    assert page.locator("#accounts tr[data-alias=an] .usage .badge").inner_text() == "draining"
+    bars = page.locator("#accounts tr[data-alias=an] .usage .window")
+    texts = bars.evaluate_all("ws => ws.map(w => w.textContent)")
+    assert re.fullmatch(r"5h 95% · resets in 1h (29|30)m", texts[0]), texts
+    assert re.fullmatch(r"7d 30% · resets in 2d 23h", texts[1]), texts
+    assert bars.first.locator(".bar > i").get_attribute("style") == "width:95%"
+    assert page.locator("#accounts tr[data-alias=cg] .usage .badge").inner_text() == "ok"
     page.wait_for_selector("#sessions tr[data-session]")
     ids = page.locator("#sessions tr[data-session]").evaluate_all(
         "rows => rows.map(r => r.dataset.session)")
@@ -107,7 +119,7 @@ def test_dashboard_shows_a_live_run_and_evicts(browser: Any, live: Any) -> None:
 
 
 def test_dashboard_asks_for_the_token_and_rejects_a_wrong_one(browser: Any, live: Any) -> None:
-    _, base = live
+    _, base, _ = live
     page = browser.new_page()
     page.goto(base + "/")
     page.wait_for_selector("#login:not(.hidden)")

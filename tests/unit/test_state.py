@@ -23,7 +23,7 @@ def test_a_fresh_state_starts_on_its_clock_with_the_default_settings():
     st = State(clock=clock)
     assert st.started == 42.0 and not st.shared and isinstance(st.store, MemoryStore)
     assert st.pins.idle_timeout == st.settings.idle_timeout == 3600  # defaults applied
-    assert st.chooser.strategy == "least-sessions"
+    assert st.chooser.strategy == "headroom"  # least-sessions until windows or warm prompts
 
 
 def test_use_settings_reaches_every_table():

@@ -35,8 +35,8 @@ class StickyCommands:
 
     @sticky_command("sticky.accounts")
     def accounts_command(self) -> Sequence[str]:
-        """List accounts: provider, health, pinned sessions, in-flight, requests, cache, and a
-        subscription login's state."""
+        """List accounts: provider, health, pinned sessions, in-flight, requests, cache, a
+        subscription login's state, and usage windows (used %, reset) with the usage state."""
         now = self.state.clock()
         return [views.account_line(self.state, a, now) for a in self.state.accounts.accounts]
 

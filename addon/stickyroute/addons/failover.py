@@ -43,13 +43,14 @@ from typing import cast
 from mitmproxy import connection, ctx, http
 
 from stickyroute.core.logins import after_refusal
-from stickyroute.core.outcome import Kind, Outcome, classify, headroom
+from stickyroute.core.outcome import Kind, Outcome, classify
 from stickyroute.core.stop import connection_outcome
+from stickyroute.core.windows import from_headers
 from stickyroute.keys import META, RETRY, Retried, RetryNote, RouteMeta
 from stickyroute.log import get_logger
 from stickyroute.state import Kept, State
 
-from .follow import routed
+from .follow import note_windows, routed
 from .shutdown import stopping
 
 logger = get_logger(__name__)
@@ -80,7 +81,7 @@ class Failover:
         if meta is None or flow.response is None:
             return
         now = self.state.clock()
-        self.state.health.note_headroom(meta["account"], headroom(flow.response.headers, now), now)
+        note_windows(self.state, meta["account"], from_headers(flow.response.headers, now), now)
         if flow.response.status_code >= 400 or RETRY in flow.metadata:
             flow.response.stream = False  # hold it back: it may be replaced (see above)
         elif not flow.response.stream and flow.response.headers.get(

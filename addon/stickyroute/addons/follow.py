@@ -1,5 +1,9 @@
 """Steps 5 and 6, the glue on the way back: observe every routed response, learn from it, log it.
 
+Usage windows are learnt from every answer's headers (failover.py's responseheaders, with the
+rest of account health) and from Codex's `codex.rate_limits` stream event (here); an account
+that starts or stops draining gets one log line (note_windows).
+
 SSE streams keep flowing chunk by chunk: the stream callable feeds a copy of each chunk to the
 observer and hands the chunk on unchanged. WebSocket turns (Codex's Responses transport) are
 followed frame by frame; a prewarm frame is logged as such and never counted as a turn. Never
@@ -21,6 +25,7 @@ from stickyroute.core.logline import describe, describe_result
 from stickyroute.core.observe import Observer
 from stickyroute.core.sse import SseParser, decoder_for, parse_all
 from stickyroute.core.stop import STOPPED_BY_SHUTDOWN
+from stickyroute.core.windows import Reading, from_codex_event
 from stickyroute.core.wsturn import frame_turn
 from stickyroute.keys import META, RouteMeta
 from stickyroute.log import get_logger
@@ -161,6 +166,8 @@ class Follow:
             ids = [obs.response_id, *obs.reasoning_ids]
             st.chains.learn(namespace, ids, session, alias, now)
             publish_chain(st.store, namespace, ids, session, alias, st.chains.ttl)
+        if obs.rate_limits is not None:
+            note_windows(st, alias, from_codex_event(obs.rate_limits, now), now)
         if obs.affinity_break:
             stats.affinity_breaks += 1
             meta["affinity_break"] = obs.affinity_break
@@ -249,6 +256,20 @@ class Follow:
             with contextlib.suppress(Exception):
                 self._learn(flow, meta, turn, 101)
         self._turn_over(flow)
+
+
+def note_windows(state: State, alias: str, reading: Reading, now: float) -> None:
+    """Take what one answer says of an account's usage windows; say so when it starts or stops
+    draining (a change, so one line each way, however many answers say the same)."""
+    drain = state.windows.record(alias, reading, now)
+    if drain is None:
+        return
+    if drain.draining and drain.window is not None:
+        w = drain.window
+        logger.warning("account %s is draining: %.4g%% of its %d-minute window used; new "
+                       "conversations go elsewhere", alias, w.used_percent, w.minutes)
+    else:
+        logger.info("account %s stopped draining", alias)
 
 
 def routed(flow: http.HTTPFlow) -> RouteMeta | None:

@@ -71,7 +71,9 @@ class StickyRoute:
             incoming = self._incoming(flow)
             if incoming is None:
                 return None  # not an account host: untouched, byte for byte
-            reading = read(incoming, self.state.settings)
+            st = self.state
+            now = st.clock()
+            reading = read(incoming, st.settings, lambda key: st.pins.get(key, now) is not None)
         except Exception:
             self._failed(flow)
             return None
@@ -145,7 +147,7 @@ class StickyRoute:
         """A new session with a shared store: route on the account the first writer got."""
         st = self.state
         alias = await st.claims.settle(need.session, need.candidates, st.chooser, st.pins,
-                                       st.store, st.clock())
+                                       st.store, st.clock(), need.inflight, need.signals)
         then = self._route(flow, incoming, reading, waited._replace(claim=Claim(alias)))
         if then is not None:  # the account's login must be refreshed first
             await then
@@ -187,8 +189,14 @@ class StickyRoute:
             if p.repin or pin is None:
                 pin, _ = st.pins.put(p.session.key, alias, now)
             st.pins.touch(pin, now)
+            if p.prefix is not None:
+                pin.prefix = p.prefix.key
+            if p.cache_ttl is not None:
+                pin.cache_ttl = p.cache_ttl
             if p.affinity is Affinity.MOVED and p.dropped:
                 pin.extra = {**(pin.extra or {}), FOREIGN: set(p.dropped)}
+        if p.prefix is not None:  # now, not on the answer: concurrent first turns see it
+            st.warm.touch(alias, p.prefix, now)
         st.store.changed(pin, p.affinity)
         stats = st.ledger[alias]
         stats.count_request(p.affinity)
@@ -202,6 +210,7 @@ class StickyRoute:
             session_source=session.source if session else None,
             session_key=session.key if session else None,
             moved_from=p.moved_from,
+            placed=p.placed,
             injected=list(p.injected),
             request_bytes=len(req.raw_content or b""),
             client=incoming.client,

@@ -1,4 +1,5 @@
-"""Glue: expires pins and chain links off the hot path, and the loop background jobs run in.
+"""Glue: expires pins, chain links and warm prompt prefixes off the hot path, and the loop
+background jobs run in.
 
 A sweep must never hold the event loop (every flow) for long: a large expiry runs SWEEP_SLICE
 pins per loop turn. A background job must never die silently.
@@ -43,6 +44,7 @@ class Sweeper:
         now = st.clock()
         gone = st.pins.expire(now)
         st.chains.expire(now)
+        st.warm.expire(now)
         st.sweeps.add(time.perf_counter() - t0, len(gone))
         if gone:
             logger.debug("swept %d expired pins", len(gone))
@@ -61,7 +63,9 @@ class Sweeper:
             t0 = time.perf_counter()
             now = st.clock()
             total += len(st.pins.expire(now, limit=SWEEP_SLICE))
-            pending = st.pins.expire_pending(now)
+            # a full slice of prefixes: maybe more are due (the front holds the oldest)
+            warm_pending = st.warm.expire(now, limit=SWEEP_SLICE) == SWEEP_SLICE
+            pending = st.pins.expire_pending(now) or warm_pending
             busy += time.perf_counter() - t0  # the metric counts work, not the yields
             if not pending:
                 break

@@ -68,6 +68,14 @@ class StickyCollector:
         revoked = GaugeMetricFamily(
             "stickyroute_login_revoked", "1 when the login is dead (log in again) or missing.",
             labels=["account"])
+        used = GaugeMetricFamily(
+            "stickyroute_account_window_used_ratio", "Share used (0..1) of the account's usage "
+            "window of this length (5-hour, weekly, per-minute), as its provider last said.",
+            labels=["account", "window_minutes"])
+        resets = GaugeMetricFamily(
+            "stickyroute_account_window_reset_seconds", "Seconds until that window resets "
+            "(only windows whose reset time the provider gave).",
+            labels=["account", "window_minutes"])
         per_alias = s.pins.sessions_per_alias()
         for account in s.accounts.accounts:
             alias = account.alias
@@ -96,8 +104,14 @@ class StickyCollector:
                     refresh_failures.add_metric([alias], login.refresh_failures)
                     if login.tokens.expires_at is not None:
                         expires_in.add_metric([alias], login.tokens.expires_at - now)
+            for w in s.windows.windows(alias, now):
+                if w.limit:  # one model's limit: the labels name account-wide windows only
+                    continue
+                used.add_metric([alias, str(w.minutes)], w.used_percent / 100)
+                if w.resets_at is not None:
+                    resets.add_metric([alias, str(w.minutes)], max(0.0, w.resets_at - now))
         yield from (requests, tokens, cost, breaks, errors, pins, inflight, state, cooldown,
-                    refreshes, adopted, refresh_failures, expires_in, revoked)
+                    refreshes, adopted, refresh_failures, expires_in, revoked, used, resets)
         yield GaugeMetricFamily("stickyroute_sessions", "Live session pins, all accounts.",
                                 value=len(s.pins))
         sweeps = s.sweeps

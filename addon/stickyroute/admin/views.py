@@ -25,6 +25,7 @@ def health_view(health: HealthView) -> dict[str, Any]:
 def account_view(state: State, account: Account, now: float) -> dict[str, Any]:
     stats = state.ledger[account.alias]
     health = state.health.describe(account.alias, now)
+    windows = state.windows
     return {
         "alias": account.alias,
         "provider": account.provider,
@@ -46,6 +47,10 @@ def account_view(state: State, account: Account, now: float) -> dict[str, Any]:
         "errors": stats.errors,
         # a subscription account's login: state and timing, never a token (null: an API key)
         "login": state.logins.view(account.alias, now) if account.oauth is not None else None,
+        "windows": [w.as_dict() for w in windows.windows(account.alias, now)],
+        "draining": windows.draining(account.alias, now),
+        "usage_state": windows.state(account.alias, now).value,  # ok | draining | limited
+        "warm_prefixes": state.warm.count(account.alias),
     }
 
 
@@ -110,9 +115,15 @@ def account_line(state: State, account: Account, now: float) -> str:
     if v["cooldown_left"]:
         health += f" {v['cooldown_left']:.0f}s left"
     cache = "-" if v["cache_percent"] is None else f"{v['cache_percent']}%"
-    return (f"{v['alias']} {v['provider']} {health} sessions={v['sessions']} "
+    line = (f"{v['alias']} {v['provider']} {health} sessions={v['sessions']} "
             f"inflight={v['inflight']} requests={v['requests']} cache={cache} "
             f"cost=${v['cost_usd']:.4f}{login_words(v['login'])}")
+    if v["windows"]:
+        line += f" usage={v['usage_state']} windows=" + ",".join(
+            window_text(w, now) for w in v["windows"])
+    if v["warm_prefixes"]:
+        line += f" warm_prefixes={v['warm_prefixes']}"
+    return line
 
 
 def login_words(login: dict[str, Any] | None) -> str:
@@ -124,6 +135,28 @@ def login_words(login: dict[str, Any] | None) -> str:
     expires = "" if login["expires_in"] is None else f" expires_in={login['expires_in']:.0f}s"
     failing = f" refresh failing ({login['last_error']})" if login["failures"] else ""
     return f" login={login['state']}{expires} refreshes={login['refreshes']}{failing}"
+
+
+def window_text(w: dict[str, Any], now: float) -> str:
+    """'5h:95%(resets in 1h05m)', with a named limit first: 'gpt-sonic/7d:40%'."""
+    text = f"{w['limit']}/" if w["limit"] else ""
+    text += f"{span(w['minutes'] * 60)}:{w['used_percent']:g}%"
+    if w["resets_at"] is not None:
+        text += f"(resets in {span(max(0.0, w['resets_at'] - now))})"
+    return text
+
+
+def span(seconds: float) -> str:
+    """A duration as people read it: 45s, 12m, 1h05m, 7d, 2d03h."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    m, h, d = s // 60, s // 3600, s // 86400
+    if s < 3600:
+        return f"{m}m"
+    if s < 86400:
+        return f"{h}h" + (f"{m % 60:02d}m" if m % 60 else "")
+    return f"{d}d" + (f"{h % 24:02d}h" if h % 24 else "")
 
 
 def session_line(pin: Pin, now: float) -> str:

@@ -34,9 +34,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("sticky_enabled", bool, True,
            "Pin each conversation to one account. Off: every request is routed by the "
            "strategy."),
-    Option("sticky_strategy", str, "least-sessions",
-           "How a new session picks its account among the healthy accounts of its provider.",
-           STRATEGIES),
+    Option("sticky_strategy", str, "headroom",
+           "How a new session picks its account among the healthy accounts of its provider. "
+           "headroom: where its prompt prefix is cached already, else the most room left in "
+           "the accounts' usage windows, else the fewest sessions (least-sessions while "
+           "nothing is known).", STRATEGIES),
     Option("sticky_fallback", str, "rotate",
            "What happens when a soft-pinned account is unavailable: rotate re-pins the session "
            "to a healthy account and says so; fail answers 503.", FALLBACKS),

@@ -87,6 +87,9 @@ class Chooser:
             chosen = self.choose(candidates, sessions, inflight)
             return Placement(chosen, self.strategy) if chosen is not None else None
         if self.strategy == "headroom":
+            if len(candidates) == 1:  # as choose(): no turn taken, so rotations match it
+                only = candidates[0]
+                return Placement(only, "warm" if only.alias in signals.warm else "load")
             self._turn += 1
             return place(candidates, sessions, inflight, signals, start=self._turn)
         chosen = self.choose(avoids_limits(candidates, signals.windows, signals.now), sessions,

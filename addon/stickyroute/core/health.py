@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from stickyroute.config.accounts import Account
 
-from .outcome import Headroom, Kind, Outcome
+from .outcome import Kind, Outcome
 
 DISABLED_BY_FILE = "enabled: false in the accounts file"
 DISABLED_BY_OPERATOR = "disabled by an operator"
@@ -81,7 +81,6 @@ BACKOFF_MAX = 300.0
 MIN_COOLDOWN = 1.0  # even 'Retry-After: 0' takes the account out of the current burst
 QUOTA_DEFAULT = 3600.0  # quota exhausted and the provider did not say until when
 RAMP = 30.0  # seconds over which an account back from a cooldown takes all new sessions
-LOW_HEADROOM = 0.05  # below this share left, new sessions go elsewhere
 
 
 class HealthView(NamedTuple):
@@ -97,7 +96,6 @@ class AccountHealth:
     until: float | None = None
     failures: int = 0  # consecutive backoff steps; an OK while healthy resets it
     recovered: float | None = None  # when it last became healthy again (for the ramp)
-    headroom: Headroom | None = None
 
 
 class Health:
@@ -163,10 +161,6 @@ class Health:
         if event is not None:
             self._apply(alias, h, event, now, outcome)
         return before, h.state
-
-    def note_headroom(self, alias: str, headroom: Headroom | None, now: float) -> None:
-        if headroom is not None:
-            self._get(alias, now).headroom = headroom
 
     # ---- what operators and the accounts file do ---------------------------------------
     def disable(self, alias: str, reason: str, now: float) -> None:
@@ -271,11 +265,10 @@ class Health:
         return self._get(alias, now).state is State.HEALTHY
 
     def takes_new(self, alias: str, now: float) -> bool:
-        """May a NEW session be pinned here? No when near its limit; gradually after recovery."""
+        """May a NEW session be pinned here? Gradually after a recovery. (How near its limits
+        an account is, is the usage windows' say: windows.WindowTable.takes_new.)"""
         h = self._get(alias, now)
         if h.state is not State.HEALTHY:
-            return False
-        if h.headroom is not None and h.headroom.left < LOW_HEADROOM and now < h.headroom.until:
             return False
         if h.recovered is not None and now - h.recovered < RAMP:
             return self.rng() < (now - h.recovered) / RAMP

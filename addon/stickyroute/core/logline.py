@@ -20,6 +20,8 @@ def describe(meta: RouteMeta) -> str:
     affinity = meta["affinity"]
     if meta.get("moved_from"):
         affinity += f" from {meta['moved_from']}"
+    if meta.get("placed") == "warm":  # its prompt prefix was cached there already
+        affinity += " (warm cache)"
     parts.append(affinity)
     if meta.get("prewarm"):
         parts.append("prewarm")

@@ -34,13 +34,6 @@ class Outcome(NamedTuple):
     reset: float | None = None  # absolute time the provider says the limit resets
 
 
-class Headroom(NamedTuple):
-    """How much of its limits an account has left (0..1) and until when that reading holds."""
-
-    left: float
-    until: float
-
-
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 # x-ratelimit-{remaining,reset,limit}-{requests,tokens}; anthropic-ratelimit-{what}-{field}
@@ -58,13 +51,10 @@ _LIMIT_PAIRS = (
 )
 _RESET_OF = dict(_RESET_PAIRS)
 UNIFIED = "anthropic-ratelimit-unified-"  # Anthropic subscriptions' usage windows
-_CODEX_USED = (("x-codex-primary-used-percent", "x-codex-primary-reset-after-seconds"),
-               ("x-codex-secondary-used-percent", "x-codex-secondary-reset-after-seconds"))
 QUOTA_CODES = frozenset({"insufficient_quota", "usage_limit_reached", "billing_hard_limit_reached",
                          "usage_not_included", "quota_exceeded"})
 _SAFE_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_RESET = 8 * 86400.0  # Codex weekly windows; anything later is a parsing accident
-HEADROOM_TTL = 60.0  # a remaining-count reading without a reset time holds this long
 
 
 def parse_duration(text: str) -> float | None:
@@ -225,22 +215,6 @@ def api_limits(headers: Mapping[str, str], now: float) -> list[Limit]:
                 "anthropic-ratelimit-").removesuffix("-remaining")
             out.append(Limit(name, min(1.0, max(0.0, remaining / limit)), t))
     return out
-
-
-def headroom(headers: Mapping[str, str], now: float) -> Headroom | None:
-    """The tightest remaining/limit share (or 100 - Codex used-percent) the headers report."""
-    headers = limit_headers(headers)
-    readings = [Headroom(limit.left, limit.reset or now + HEADROOM_TTL)
-                for limit in api_limits(headers, now)]
-    for used_name, reset_name in _CODEX_USED:
-        try:
-            used = float(headers[used_name])
-        except (KeyError, ValueError):
-            continue
-        d = parse_duration(headers.get(reset_name, ""))
-        readings.append(Headroom(max(0.0, 1 - used / 100),
-                                 now + (d if d is not None else HEADROOM_TTL)))
-    return min(readings, default=None)
 
 
 def epoch_time(value: str) -> float | None:

@@ -34,6 +34,9 @@ from .outcome import (
 
 DRAIN_AT = 90.0  # percent of a window used from which an account is draining
 DRAIN_MIN_MINUTES = 60  # shorter windows (per-minute API limits) come back too soon to drain
+# ...but an account nearly out of one takes no new conversation until it resets (one would be
+# refused within seconds): less than 5% of a per-minute limit left.
+SHORT_FULL = 95.0
 MAX_WINDOWS = 16  # per account; more means a provider invents families: the oldest go
 API_MINUTES = 1  # OpenAI's and Anthropic's API-key limits are per minute
 # Codex reported these lengths before it sent window-minutes; used only when it is missing.
@@ -102,6 +105,7 @@ class Tightest(NamedTuple):
 
     used_percent: float
     resets_at: float | None
+    minutes: int = 0  # its length: the reset of a per-minute window says nothing for placement
 
 
 class Drain(NamedTuple):
@@ -327,22 +331,44 @@ class WindowTable:
         return any(w.limit == "" and self.status(w) is Status.LIMITED
                    for w in self._live(acct, now))
 
+    def takes_new(self, alias: str, now: float) -> bool:
+        """May a NEW conversation go here? Not when draining, limited, or nearly out of a
+        per-minute limit (it would be refused within seconds); one pass over its windows."""
+        acct = self._accounts.get(alias)
+        if acct is None:
+            return True
+        if acct.rejected_until is not None and acct.rejected_until > now:
+            return False
+        for w in self._live(acct, now):
+            if w.limit != "":
+                continue
+            if w.rejected or w.used_percent >= 100:
+                return False
+            if w.minutes >= DRAIN_MIN_MINUTES:
+                if w.used_percent >= self.drain_at:
+                    return False
+            elif w.used_percent > SHORT_FULL:
+                return False
+        return True
+
     def state(self, alias: str, now: float) -> Status:
         """The account's own state for the dashboard: limited, draining or ok."""
         if self.limited(alias, now):
             return Status.LIMITED
         return Status.DRAINING if self.draining(alias, now) else Status.OK
 
-    def tightest(self, alias: str, now: float) -> Tightest | None:
-        """The account-wide window with the least headroom (None: nothing known)."""
+    def tightest(self, alias: str, now: float, min_minutes: int = 0) -> Tightest | None:
+        """The account-wide window (of `min_minutes` or more) with the least headroom (None:
+        nothing known)."""
         acct = self._accounts.get(alias)
         if acct is None:
             return None
         best: Window | None = None
         for w in self._live(acct, now):
-            if w.limit == "" and (best is None or w.used_percent > best.used_percent):
+            if (w.limit == "" and w.minutes >= min_minutes
+                    and (best is None or w.used_percent > best.used_percent)):
                 best = w
-        return Tightest(best.used_percent, best.resets_at) if best else None
+        return Tightest(best.used_percent, best.resets_at, best.minutes) if best else None
 
     # ---- what the admin surface shows ------------------------------------------------------
     def windows(self, alias: str, now: float) -> list[WindowView]:

@@ -26,6 +26,7 @@ from stickyroute.core.chains import ChainMap
 from stickyroute.core.choose import Chooser
 from stickyroute.core.health import Event, Health
 from stickyroute.core.pins import Pin, PinTable
+from stickyroute.core.placement import Signals
 from stickyroute.log import get_logger
 
 from .base import Store
@@ -42,15 +43,18 @@ class Claims:
         return len(self._pending)
 
     async def settle(self, key: str, candidates: Sequence[Account], chooser: Chooser,
-                     pins: PinTable, store: Store, now: float) -> str | None:
-        """The alias this new session goes to (None: no candidate, or the claim failed)."""
+                     pins: PinTable, store: Store, now: float,
+                     inflight: Mapping[str, int] | None = None,
+                     signals: Signals | None = None) -> str | None:
+        """The alias this new session goes to (None: no candidate, or the claim failed); the
+        claim is placed as plan() places (windows, warm prefixes, in-flight counts)."""
         pending = self._pending.get(key)
         if pending is not None:
             return await pending
         pending = self._pending[key] = asyncio.get_running_loop().create_future()
         alias = None
         try:
-            alias = await _claim(key, candidates, chooser, pins, store, now)
+            alias = await _claim(key, candidates, chooser, pins, store, now, inflight, signals)
         except Exception:
             logger.exception("store: claim failed; routing locally")
         finally:
@@ -60,12 +64,14 @@ class Claims:
 
 
 async def _claim(key: str, candidates: Sequence[Account], chooser: Chooser, pins: PinTable,
-                 store: Store, now: float) -> str | None:
+                 store: Store, now: float, inflight: Mapping[str, int] | None,
+                 signals: Signals | None) -> str | None:
     shared: Mapping[str, int] | None = store.shared_sessions()
-    account = chooser.choose(candidates,
-                             shared if shared is not None else pins.sessions_per_alias())
-    if account is None:
+    placed = chooser.place(candidates, shared if shared is not None else pins.sessions_per_alias(),
+                           inflight, signals)
+    if placed is None:
         return None
+    account = placed.account
     result = await store.claim(Pin(key, account.alias, created=now, last_used=now))
     if result is None:
         return str(account.alias)  # the store did not answer in time: route from memory

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 from mitmproxy import flow as mflow
-from mitmproxy import http, websocket
+from mitmproxy import http
 
 from tests.helpers import (
     ACCOUNTS,
@@ -18,6 +18,8 @@ from tests.helpers import (
     flow,
     resp_body,
     respond,
+    ws_flow,
+    ws_send,
 )
 
 
@@ -163,22 +165,6 @@ def test_garbage_responses_never_raise(ctx, caplog, body):
         assert f.comment.endswith(" | 200"), f.comment  # the line was written: nothing to add
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert sum(s.requests for s in (route.state.ledger["oa"], route.state.ledger["ob"])) == 2
-
-
-def ws_flow(route, headers=()):
-    f = flow(path="/v1/responses", headers=[("upgrade", "websocket"), *headers])
-    f.request.method = "GET"
-    route.route.request(f)
-    f.response = http.Response.make(101, b"", {"upgrade": "websocket"})
-    f.websocket = websocket.WebSocketData()
-    return f
-
-
-def ws_send(follow, f, obj, from_client):
-    msg = websocket.WebSocketMessage(1, from_client, json.dumps(obj).encode())  # 1: text
-    f.websocket.messages.append(msg)
-    follow.websocket_message(f)
-    return msg
 
 
 def test_websocket_frames_injected_and_observed(ctx):

@@ -3,7 +3,7 @@ merging another proxy's changes."""
 
 from stickyroute.core import health as hm
 from stickyroute.core.health import TABLE, Event, Health, State
-from stickyroute.core.outcome import Headroom, Kind, Outcome
+from stickyroute.core.outcome import Kind, Outcome
 
 NOW = 1_700_000_000.0
 RL = Outcome(Kind.RATE_LIMITED, "rate limited (429)", NOW + 20)
@@ -132,15 +132,6 @@ def test_recovered_account_takes_new_sessions_gradually():
     assert h.takes_new("a", back + hm.RAMP * 0.75)  # 0.5 < 0.75
     assert h.takes_new("a", back + hm.RAMP)  # ramp over: no roll needed
     assert h.takes_new("never-seen", NOW)
-
-
-def test_new_sessions_avoid_an_account_near_its_limit():
-    h = Health()
-    h.note_headroom("a", Headroom(0.01, NOW + 60), NOW)
-    assert h.available("a", NOW) and not h.takes_new("a", NOW)
-    assert h.takes_new("a", NOW + 60)  # the limit window reset
-    h.note_headroom("a", Headroom(0.5, NOW + 120), NOW + 61)
-    assert h.takes_new("a", NOW + 61)
 
 
 def test_forget_drops_removed_accounts():

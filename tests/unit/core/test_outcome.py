@@ -1,10 +1,10 @@
-"""core/outcome.py: what an upstream answer means for its account (kind, reset time, headroom)."""
+"""core/outcome.py: what an upstream answer means for its account (kind, reset time)."""
 
 import email.utils
 
 import pytest
 
-from stickyroute.core.outcome import Headroom, Kind, classify, headroom, parse_duration, reset_time
+from stickyroute.core.outcome import Kind, classify, parse_duration, reset_time
 
 NOW = 1_700_000_000.0
 
@@ -74,12 +74,3 @@ def test_reason_never_copies_free_text():
     assert "sk-secret" not in (o.reason or "")
 
 
-def test_headroom_takes_the_tightest_limit():
-    h = headroom({"x-ratelimit-remaining-requests": "50", "x-ratelimit-limit-requests": "100",
-                  "x-ratelimit-remaining-tokens": "1000", "x-ratelimit-limit-tokens": "100000",
-                  "x-ratelimit-reset-tokens": "6m0s"}, NOW)
-    assert h == Headroom(0.01, NOW + 360)
-    h = headroom({"x-codex-primary-used-percent": "97", "x-codex-primary-reset-after-seconds":
-                  "120", "x-codex-secondary-used-percent": "40"}, NOW)
-    assert h is not None and h.left == pytest.approx(0.03) and h.until == NOW + 120
-    assert headroom({"content-type": "text/plain"}, NOW) is None

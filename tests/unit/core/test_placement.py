@@ -61,9 +61,12 @@ def test_warm_account_wins_within_the_bound():
     assert pick(sessions={"a": 10, "b": 11, "c": 10}, warm=warm) == Placement(B, "warm")
     too_busy = pick(sessions={"a": 10, "b": 13, "c": 10}, warm=warm)  # 13 > 10 * 1.1 + 1
     assert too_busy.account in (A, C) and too_busy.reason == "load"
-    in_flight = pick(sessions={"a": 10, "b": 10, "c": 10}, inflight={"a": 0, "b": 3, "c": 0},
-                     warm=warm)
+    in_flight = pick(sessions={"a": 10, "b": 10, "c": 10}, inflight={"a": 0, "b": 5, "c": 0},
+                     warm=warm)  # 5 > 5/3 * 1.25 + 2
     assert in_flight.account != B
+    busy_all = pick(sessions={"a": 10, "b": 10, "c": 10}, inflight={"a": 3, "b": 6, "c": 3},
+                    warm=warm)  # 6 <= 4 * 1.25 + 2: busier than the least, not than the mean
+    assert busy_all == Placement(B, "warm")
 
 
 def test_warm_but_draining_is_not_taken():
@@ -206,3 +209,47 @@ def test_an_account_not_heard_from_is_not_beaten_on_reset_time():
     t = table(b=(0, 3600))  # only b has answered; a and c have no windows yet
     got = pick(sessions={"a": 0, "b": 2, "c": 0}, windows=t)
     assert got.account in (A, C)
+
+
+def test_one_candidate_takes_no_turn_so_rotation_matches_least_sessions():
+    headroom, least = Chooser("headroom"), Chooser("least-sessions")
+    signals = Signals(WindowTable(), NOW)
+    for _ in range(3):  # another provider's single account
+        assert headroom.place([A], {}, None, signals) == Placement(A, "load")
+        assert least.choose([A], {}) == A
+    assert headroom.place([A], {}, None, Signals(WindowTable(), NOW, {"a": NOW + 1})) == (
+        Placement(A, "warm"))
+    assert headroom.place(ABC, {}, None, signals).account == least.choose(ABC, {})
+
+
+def test_in_flight_requests_bound_the_warm_pick_but_do_not_order_the_rest():
+    got = pick(sessions={"a": 1, "b": 0, "c": 0}, inflight={"a": 0, "b": 5, "c": 0})
+    assert got.account == B  # least-sessions, rotation start 0: b before c
+
+
+def test_per_minute_resets_do_not_order_placement():
+    t = WindowTable()
+    t.record("a", Reading((Window(1, 10, NOW + 50),)), NOW)
+    t.record("b", Reading((Window(1, 10, NOW + 5),)), NOW)
+    assert pick([A, B], sessions={"a": 1, "b": 1}, windows=t).account == A
+    t.record("a", Reading((Window(300, 12, NOW + 7200),)), NOW)
+    t.record("b", Reading((Window(300, 12, NOW + 3600),)), NOW)
+    assert pick([A, B], sessions={"a": 1, "b": 1}, windows=t).account == B
+
+
+def test_room_is_shared_by_the_requests_running_there():
+    # 100% left over 3 requests in flight (25 each) against 30% for an idle account
+    t = table(a=70, c=0)
+    assert pick([A, C], inflight={"a": 0, "c": 3}, windows=t).account == A
+    assert pick([A, C], inflight={"a": 1, "c": 3}, windows=t).account == C  # 15 vs 25
+    assert pick([A, C], sessions={"a": 0, "c": 9}, windows=t).account == C  # idle pins: no
+    # weight: an account twice as big carries twice the requests for the same share
+    assert pick([A, Acc("c", 2)], inflight={"a": 0, "c": 4}, windows=t).account.alias == "c"
+
+
+def test_per_minute_windows_alone_leave_it_least_sessions():
+    t = WindowTable()
+    for alias, used in (("a", 0.05), ("b", 40), ("c", 0.01)):
+        t.record(alias, Reading((Window(1, used, NOW + 30),)), NOW)
+    got = pick(sessions={"a": 2, "b": 1, "c": 2}, inflight={"a": 0, "b": 4, "c": 0}, windows=t)
+    assert got == Placement(B, "load")

@@ -205,7 +205,7 @@ def test_only_account_wide_windows_of_an_hour_or_more_drain():
     t.record("api", Reading((Window(1, 99, NOW + 30),)), NOW)  # per-minute: back in a minute
     t.record("named", Reading((Window(300, 99, NOW + 60, limit="gpt-sonic"),)), NOW)
     assert not t.draining("api", NOW) and not t.draining("named", NOW)
-    assert t.tightest("api", NOW) == Tightest(99, NOW + 30)  # placement still sees it
+    assert t.tightest("api", NOW) == Tightest(99, NOW + 30, 1)  # placement still sees it
     assert t.tightest("named", NOW) is None
     assert [v.status for v in t.windows("named", NOW)] == [Status.DRAINING]
 
@@ -235,8 +235,8 @@ def test_tightest_takes_the_fullest_account_wide_window():
     t = WindowTable()
     assert t.tightest("a", NOW) is None
     t.record("a", from_headers(UNIFIED, NOW), NOW)
-    assert t.tightest("a", NOW) == Tightest(95.0, NOW + 1800)
-    assert t.tightest("a", NOW + 1800) == Tightest(20.0, NOW + 5 * 86400)
+    assert t.tightest("a", NOW) == Tightest(95.0, NOW + 1800, 300)
+    assert t.tightest("a", NOW + 1800) == Tightest(20.0, NOW + 5 * 86400, 10080)
 
 
 def test_windows_per_account_are_bounded_oldest_first():
@@ -330,9 +330,35 @@ def test_a_hard_pin_on_a_used_up_account_fails_naming_the_reset_time():
 def test_mitmproxy_headers_any_case_read_like_a_dict():
     from mitmproxy.http import Headers
 
-    from stickyroute.core.outcome import headroom
-
     fields = [(k.title().encode(), v.encode()) for k, v in {**CODEX, **UNIFIED}.items()]
     h = Headers([(b"Content-Type", b"text/event-stream"), *fields])
     assert from_headers(h, NOW) == from_headers({**CODEX, **UNIFIED}, NOW)
-    assert headroom(h, NOW) == headroom(CODEX, NOW)
+
+
+# ---- what a new conversation may use ---------------------------------------------------
+def test_a_new_conversation_avoids_draining_limited_and_nearly_spent_accounts():
+    t = WindowTable(drain_at=90)
+    assert t.takes_new("never-seen", NOW)
+    t.record("drain", from_headers(CODEX, NOW), NOW)  # 95.5% of 5 h
+    t.record("refused", Reading(rejected_until=NOW + 60), NOW)
+    t.record("named", Reading((Window(300, 99, NOW + 60, limit="gpt-sonic"),)), NOW)
+    api = {"x-ratelimit-remaining-requests": "1", "x-ratelimit-limit-requests": "100",
+           "x-ratelimit-remaining-tokens": "1000", "x-ratelimit-limit-tokens": "100000",
+           "x-ratelimit-reset-tokens": "6m0s"}
+    t.record("spent", from_headers(api, NOW), NOW)  # 1% of a per-minute limit left
+    t.record("busy", from_headers({**api, "x-ratelimit-remaining-requests": "6",
+                                   "x-ratelimit-remaining-tokens": "50000"}, NOW), NOW)
+    assert not t.takes_new("drain", NOW) and not t.takes_new("refused", NOW)
+    assert not t.takes_new("spent", NOW) and not t.draining("spent", NOW)
+    assert t.takes_new("named", NOW)  # one model's limit: other models still serve
+    assert t.takes_new("busy", NOW)  # 94% of a per-minute limit: still room
+    assert t.takes_new("refused", NOW + 60) and t.takes_new("spent", NOW + 360)
+    t.drain_at = 96
+    assert t.takes_new("drain", NOW)
+
+
+def test_tightest_says_how_long_its_window_is():
+    t = WindowTable()
+    t.record("a", from_headers({"x-ratelimit-remaining-requests": "5",
+                                "x-ratelimit-limit-requests": "10"}, NOW), NOW)
+    assert t.tightest("a", NOW) == Tightest(50.0, None, 1)
