@@ -37,6 +37,21 @@ web *ARGS: setup
 import ALIAS FILE *ARGS: setup
     "{{py}}" -m stickyroute import "{{ALIAS}}" "{{FILE}}" {{ARGS}}
 
+# the fake upstream on 127.0.0.1:9100 with the test accounts of devtools/tryout-accounts.yaml
+fake: setup
+    "{{py}}" -m fakeapi --port 9100 --key sk-try-openai-a=openai-a --key sk-try-openai-b=openai-b --key sk-try-anthropic-a=anthropic-a --key sk-try-anthropic-b=anthropic-b
+
+# stickyroute on 127.0.0.1:8080 in front of `just fake` (admin API on :8091, token try-token)
+try *ARGS: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir="$(mktemp -d)"
+    install -m 600 devtools/tryout-accounts.yaml "$dir/accounts.yaml"
+    exec "{{venv}}/bin/mitmdump" -s addon/sticky.py -s devtools/redirect_addon.py \
+      --listen-host {{listen}} -p {{port}} --set connection_strategy=lazy \
+      --set sticky_accounts="$dir/accounts.yaml" --set sticky_store=memory \
+      --set sticky_admin_token=try-token --set fake_upstream=127.0.0.1:9100 {{ARGS}}
+
 # offline demo: fake upstream + proxy + 3 accounts + 6 conversations, sticky vs not
 demo: setup
     "{{py}}" -m demo
@@ -45,8 +60,7 @@ demo: setup
 clients:
     ./scripts/install-clients
 
-# the test suite (the import contracts, then unit + end-to-end with real mitmdump, SDK
-# clients, redis-server, the real CLIs)
+# the import contracts, then the tests (unit; e2e: mitmdump, SDKs, redis, Chromium, real CLIs)
 test *ARGS: setup
     "{{venv}}/bin/lint-imports" --no-cache
     "{{py}}" -m pytest {{ARGS}}
