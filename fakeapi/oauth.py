@@ -8,11 +8,11 @@ Two shapes, as the real providers answer them:
   client_id} -> {access_token, refresh_token, expires_in, ...}; failures OAuth-shaped
   {"error": "invalid_grant"} (HTTP 400).
 
-Access tokens are unsigned JWTs whose `exp` is their expiry (the Codex one carries the ChatGPT
-account id claim). Once expired they get a 401 in the provider's shape (ChatGPT `token_expired`,
-Anthropic `authentication_error`). Refresh tokens are single-use: sending a spent one revokes
-the whole login, its access tokens included, and is counted, so tests can assert that the
-proxy never did. Anthropic takes a Bearer token only with the oauth beta flag.
+Access tokens are JWTs nobody verifies, whose `exp` is their expiry (the Codex one carries the
+ChatGPT account id claim). Once expired they get a 401 in the provider's shape (ChatGPT
+`token_expired`, Anthropic `authentication_error`). Refresh tokens are single-use: sending a
+spent one revokes the whole login, its access tokens included, and is counted, so tests can
+assert that the proxy never did. Anthropic takes a Bearer token only with the oauth beta flag.
 
 State lives behind the upstream's lock; the clock (wall time, as JWT `exp` is) is injected.
 """

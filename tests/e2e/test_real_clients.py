@@ -324,7 +324,8 @@ def own_login(fake: FakeUpstream, home: Home, family: str, name: str) -> Issued:
     shape the CLI writes: Claude Code's ~/.claude/.credentials.json, Codex's auth.json."""
     with fake.lock:
         issued = fake.oauth.create(name, family, login=name, access_ttl=OWN_LOGIN_TTL,
-                                   chatgpt_account_id=f"ws-{name}")
+                                   chatgpt_account_id=f"ws-{name}" if family == "chatgpt"
+                                   else None)
     if family == "chatgpt":
         (home.codex_home / "auth.json").write_text(json.dumps(codex_auth(issued)))
     else:
