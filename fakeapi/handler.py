@@ -155,7 +155,8 @@ class FakeHandler(BaseHTTPRequestHandler):
             if outcome is not None or fault.kind == "drop":
                 return outcome
         if endpoint is None:
-            extra = startup.reply(self.command, self.path, headers, self.upstream.chatgpt_accounts)
+            extra = startup.reply(self.command, self.path, headers,
+                                  self.upstream.chatgpt_accounts, self.upstream.check_oauth)
             if extra is not None:
                 return extra
             return _models() if known else _echo(self.path, headers)

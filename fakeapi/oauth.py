@@ -8,11 +8,11 @@ Two shapes, as the real providers answer them:
   client_id} -> {access_token, refresh_token, expires_in, ...}; failures OAuth-shaped
   {"error": "invalid_grant"} (HTTP 400).
 
-Access tokens are unsigned JWTs whose `exp` is their expiry (the Codex one carries the ChatGPT
-account id claim). Once expired they get a 401 in the provider's shape (ChatGPT `token_expired`,
-Anthropic `authentication_error`). Refresh tokens are single-use: sending a spent one revokes
-the whole login, its access tokens included, and is counted, so tests can assert that the
-proxy never did. Anthropic takes a Bearer token only with the oauth beta flag.
+Access tokens are JWTs nobody verifies, whose `exp` is their expiry (the Codex one carries the
+ChatGPT account id claim). Once expired they get a 401 in the provider's shape (ChatGPT
+`token_expired`, Anthropic `authentication_error`). Refresh tokens are single-use: sending a
+spent one revokes the whole login, its access tokens included, and is counted, so tests can
+assert that the proxy never did. Anthropic takes a Bearer token only with the oauth beta flag.
 
 State lives behind the upstream's lock; the clock (wall time, as JWT `exp` is) is injected.
 """
@@ -20,6 +20,7 @@ State lives behind the upstream's lock; the clock (wall time, as JWT `exp` is) i
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 import os
@@ -89,7 +90,7 @@ class OAuthLogins:
         self._logins: dict[str, _Login] = {}
         self._by_refresh: dict[str, _Login] = {}  # every refresh token ever issued
         self._by_access: dict[str, _Login] = {}
-        self._id_tokens: set[str] = set()
+        self._id_tokens: dict[str, _Login] = {}
         self._seq = itertools.count(1)
 
     # ---- tests' side ---------------------------------------------------------------------
@@ -132,10 +133,13 @@ class OAuthLogins:
         for token in state.access:
             state.access[token] = min(state.access[token], now)
 
-    def secrets(self) -> set[str]:
-        """Every token this fake ever issued (tests search what the proxy wrote for them)."""
-        out = set(self._by_refresh) | set(self._by_access) | self._id_tokens
-        out |= {s.chatgpt_account_id for s in self._logins.values() if s.chatgpt_account_id}
+    def secrets(self, login: str | None = None) -> set[str]:
+        """Every token this fake ever issued, or those of one login, with the ChatGPT account
+        ids (tests search what the proxy wrote or sent for them)."""
+        issued = self._by_refresh | self._by_access | self._id_tokens
+        out = {token for token, state in issued.items() if login in (None, state.name)}
+        out |= {s.chatgpt_account_id for s in self._logins.values()
+                if s.chatgpt_account_id and login in (None, s.name)}
         return out
 
     def stats(self) -> dict[str, dict[str, Any]]:
@@ -225,17 +229,23 @@ class OAuthLogins:
             id_token = make_jwt({"iss": "fakeapi", "sub": state.name, "exp": exp,
                                  "email": f"{state.account}@example.test",
                                  AUTH_CLAIM: {"chatgpt_account_id": state.chatgpt_account_id}})
-            self._id_tokens.add(id_token)
+            self._id_tokens[id_token] = state
         return Issued(state.name, state.family, access, state.refresh_token, exp, id_token,
                       state.chatgpt_account_id)
 
 
 def make_jwt(claims: Mapping[str, Any]) -> str:
-    """An unsigned JWT (alg none): what a reader of `exp` and claims needs, nothing more."""
-    def part(obj: Mapping[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+    """A JWT whose signature nobody checks: what a reader of `exp` and claims needs.
 
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+    The third part is not empty, as in the providers' signed tokens: the Codex CLI refuses an
+    auth.json whose tokens have an empty signature part (an unsecured `alg: none` JWT).
+    """
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signed = f"{b64(json.dumps({'alg': 'RS256', 'typ': 'JWT'}).encode())}." \
+             f"{b64(json.dumps(claims).encode())}"
+    return f"{signed}.{b64(hashlib.sha256(signed.encode()).digest())}"
 
 
 def _flags(value: str) -> set[str]:

@@ -22,11 +22,13 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from . import openai_api
 from .accounts import StoredResponse
 from .log import new_entry, note_body
+from .oauth import Check
 from .wire import Reply, unauthorized
 
 
 class Authority(Protocol):
     def authenticate(self, family: str, headers: Mapping[str, str]) -> tuple[str | None, str]: ...
+    def check_oauth(self, family: str, headers: Mapping[str, str]) -> Check | None: ...
     def record(self, entry: dict[str, Any]) -> None: ...
 
 
@@ -54,9 +56,13 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 def serve_websocket(handler: Exchange, family: str, headers: dict[str, str],
                     entry: dict[str, Any]) -> None:
     account, credential = handler.upstream.authenticate(family, headers)
+    login = handler.upstream.check_oauth(family, headers)
+    if login is not None:  # a subscription login's access token, checked at the handshake
+        account = login.account
     entry.update(api="responses", ws=True, account=account, credential=credential)
     if account is None:
-        handler._send(unauthorized(family, "WebSocket handshake without a known credential"),
+        handler._send(login.refusal if login is not None and login.refusal is not None else
+                      unauthorized(family, "WebSocket handshake without a known credential"),
                       entry)
         return
     key = headers.get("sec-websocket-key", "").encode()

@@ -8,6 +8,13 @@ conversation on one account, cached prompt tokens from the second turn on, the c
 credential never upstream, a second conversation on another account, and no account credential
 on a host outside that account's own, whatever the CLI sends at start.
 
+The subscription scenarios put both sides on OAuth logins: the pool is `oauth_file:` accounts
+whose logins the fake issued with access tokens that live a few seconds (refreshed by the proxy
+between the turns of a conversation), and the CLI is logged in with a long-lived login of its
+own (Claude Code's `.credentials.json`, Codex's `auth.json`), so it never refreshes it. Those
+also prove that the CLI's own tokens reach no host, that the pool's tokens reach only their
+API host and (refresh tokens) the token endpoint, and that no refresh token was spent twice.
+
 Marked `clients` as well as `e2e`: `pytest -m "not clients"` leaves these out.
 """
 
@@ -21,7 +28,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +46,14 @@ from devtools.harness import (
     write_accounts,
 )
 from fakeapi import FakeUpstream
+from fakeapi.oauth import (
+    OAUTH_BETA,
+    TOKEN_PATHS,
+    Issued,
+    claude_credentials,
+    codex_auth,
+    write_login_file,
+)
 from tests.e2e.helpers import MitmdumpFactory
 
 pytestmark = pytest.mark.clients  # (e2e: every test in this folder)
@@ -73,6 +88,16 @@ supports_websockets = false
 """
 # Claude Code's documented switch for telemetry, error reports and update checks at once.
 CLAUDE_QUIET = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+
+# Subscription pools: the pool logins' access tokens live TTL seconds and are refreshed MARGIN
+# seconds ahead (every ~2 s), so a conversation crosses a refresh within a few seconds; the
+# CLI's own login lives a year, so the CLI has no reason to refresh it.
+TTL = 4.0
+MARGIN = 2
+OWN_LOGIN_TTL = 365 * 86400.0
+POOL = ("sub1", "sub2")  # aliases and fake login names; the fake account is "acct-<alias>"
+API_HOST = {"anthropic": "api.anthropic.com", "chatgpt": "chatgpt.com"}
+TOKEN_PATH = {family: path for path, family in TOKEN_PATHS.items()}
 
 
 # ---- the installed CLIs -----------------------------------------------------------------
@@ -139,9 +164,11 @@ def codex(clis: dict[str, Path], home: Home, proxy: Mitmdump, *args: str,
 
 
 def claude(clis: dict[str, Path], home: Home, proxy: Mitmdump, *args: str,
-           quiet: bool = True) -> str:
+           quiet: bool = True, api_key: str | None = "sk-ant-client-claude") -> str:
     env = {"HTTPS_PROXY": proxy.proxy_url, "NODE_EXTRA_CA_CERTS": str(proxy.ca_path),
-           "ANTHROPIC_API_KEY": "sk-ant-client-claude", **(CLAUDE_QUIET if quiet else {})}
+           **(CLAUDE_QUIET if quiet else {})}
+    if api_key is not None:
+        env["ANTHROPIC_API_KEY"] = api_key
     return run(clis, home, [str(clis["claude"]), "-p", "--model", CLAUDE_MODEL, *args], env)
 
 
@@ -245,6 +272,124 @@ def assert_proxy_sane(proxy: Mitmdump) -> str:
 def websocket_lines(out: str) -> list[str]:
     return [line for line in out.splitlines() if "stickyroute: responses ->" in line
             and " | 101" in line]
+
+
+# ---- subscription pools ------------------------------------------------------------------
+
+
+@dataclass
+class Pool:
+    """A stickyroute whose accounts are subscription logins of one family, all the fake's."""
+
+    proxy: Mitmdump
+    family: str
+
+    def secrets(self, fake: FakeUpstream) -> dict[str, set[str]]:
+        """Every token the fake issued to each pool login so far (refreshes included)."""
+        with fake.lock:
+            return {alias: fake.oauth.secrets(alias) for alias in POOL}
+
+
+@pytest.fixture
+def subscription_pool(fake: FakeUpstream, mitmdump_factory: MitmdumpFactory,
+                      tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pool]:
+    """start(family): a fresh stickyroute on two `oauth_file:` accounts of that family, whose
+    login files the (freshly reset) fake issued; refreshes go to the fake's token endpoint."""
+
+    def start(family: str) -> Pool:
+        fake.reset()
+        folder = tmp_path_factory.mktemp("logins")
+        lines = ["accounts:"]
+        for alias in POOL:
+            with fake.lock:
+                issued = fake.oauth.create(f"acct-{alias}", family, login=alias,
+                                           access_ttl=TTL)
+            write_login_file(folder / f"{alias}.json", issued)
+            lines += [f"  - alias: {alias}", f"    provider: {family}",
+                      f"    oauth_file: {alias}.json",
+                      f"    token_url: {fake.url}{TOKEN_PATH[family]}"]
+        accounts = folder / "accounts.yaml"
+        accounts.write_text("\n".join(lines) + "\n")
+        accounts.chmod(0o600)
+        proxy = mitmdump_factory([STICKY_ADDON, REDIRECT_ADDON], {
+            "sticky_accounts": str(accounts), "sticky_store": "memory",
+            "sticky_refresh_margin": MARGIN, "fake_upstream": fake.address, "fake_hosts": "*"})
+        return Pool(proxy, family)
+
+    return start
+
+
+def own_login(fake: FakeUpstream, home: Home, family: str, name: str) -> Issued:
+    """The CLI's own subscription login, a long-lived one the fake issued, in the file and the
+    shape the CLI writes: Claude Code's ~/.claude/.credentials.json, Codex's auth.json."""
+    with fake.lock:
+        issued = fake.oauth.create(name, family, login=name, access_ttl=OWN_LOGIN_TTL,
+                                   chatgpt_account_id=f"ws-{name}" if family == "chatgpt"
+                                   else None)
+    if family == "chatgpt":
+        (home.codex_home / "auth.json").write_text(json.dumps(codex_auth(issued)))
+    else:
+        folder = home.root / "home" / ".claude"
+        folder.mkdir(exist_ok=True)
+        (folder / ".credentials.json").write_text(json.dumps(claude_credentials(issued)))
+    return issued
+
+
+def own_secrets(fake: FakeUpstream, *names: str) -> set[str]:
+    with fake.lock:
+        return set().union(*(fake.oauth.secrets(name) for name in names))
+
+
+def wait_for_refresh(pool: Pool, alias: str) -> None:
+    """Until the proxy has refreshed `alias`'s login once more (its next request is signed with
+    the new access token)."""
+    line = f"{alias}: login refreshed"
+    done = pool.proxy.output().count(line)
+    deadline = time.monotonic() + TTL + 10
+    while pool.proxy.output().count(line) <= done:
+        assert time.monotonic() < deadline, f"no refresh of {alias}'s login"
+        time.sleep(0.05)
+
+
+def alias_of(account: str) -> str:
+    return account.removeprefix("acct-")
+
+
+def assert_logins_in_place(fake: FakeUpstream, pool: Pool, *own: str) -> None:
+    """The CLIs' own logins reached no host; each pool login's tokens went only to its API host
+    (access tokens, ChatGPT account ids) or straight to its token endpoint (refresh tokens);
+    each pool login was refreshed, none of its refresh tokens twice; the CLIs' logins never."""
+    log = fake.requests()
+    assert log, "the fake upstream saw nothing"
+    client = own_secrets(fake, *own)
+    pool_secrets = set().union(*pool.secrets(fake).values())
+    for entry in log:
+        seen = entry["credential"] + json.dumps(entry["headers"]) + json.dumps(entry["body"])
+        where = f"{entry['method']} {entry['original_host']}{entry['path']}"
+        assert not [s for s in client if s in seen], f"the CLI's own login reached {where}"
+        if [s for s in pool_secrets if s in seen]:
+            if entry["api"] == "oauth_token":  # the refresher, straight to the token endpoint
+                assert entry["original_host"] is None, f"a refresh went through {where}"
+                assert entry["path"] == TOKEN_PATH[pool.family], where
+            else:
+                assert entry["original_host"] == API_HOST[pool.family], (
+                    f"a login's token went to {where}")
+        assert entry["status"] is not None and entry["status"] < 500, f"{where}: {entry['status']}"
+    with fake.lock:
+        stats = fake.oauth.stats()
+    assert all(stats[alias]["refreshes"] >= 1 for alias in POOL), stats
+    assert all(s["reused"] == 0 and not s["revoked"] for s in stats.values()), stats
+    assert all(stats[name]["refreshes"] == 0 for name in own), stats
+    refreshes = [e["credential"] for e in fake.requests(api="oauth_token")]
+    assert len(refreshes) == len(set(refreshes)), "a refresh token was sent twice"
+    assert all(e["status"] == 200 for e in fake.requests(api="oauth_token"))
+
+
+def assert_pool_proxy_sane(fake: FakeUpstream, pool: Pool) -> None:
+    out = assert_proxy_sane(pool.proxy)
+    with fake.lock:
+        leaked = [s for s in fake.oauth.secrets() if s in out]
+    assert not leaked, "a login's token in the proxy's output"
 
 
 # ---- scenarios ---------------------------------------------------------------------------
@@ -362,6 +507,84 @@ def test_codex_chatgpt_login_of_a_workspace_outside_the_pool(
     assert proxy.wait_for_output(r"wham/accounts/check -> 200: answered by the proxy")
     calls = [c for c in model_calls(fake, "responses") if c["headers"].get("session-id")]
     assert calls and all(c["account"] in {alias for alias, _ in SEATS.values()} for c in calls)
+
+
+def test_claude_code_logged_in_on_a_subscription_pool(
+        clis: dict[str, Path], subscription_pool: Callable[[str], Pool], fake: FakeUpstream,
+        tmp_path: Path) -> None:
+    """Claude Code with its own Claude login (no API key) in front of two Claude logins."""
+    pool = subscription_pool("anthropic")
+    first, second = Home(tmp_path / "first"), Home(tmp_path / "second")
+    own = [own_login(fake, home, "anthropic", f"client-own-{n}").login
+           for n, home in enumerate((first, second))]
+    claude(clis, first, pool.proxy, "Say hi.", api_key=None)
+    [opened] = model_calls(fake, "messages")
+    wait_for_refresh(pool, alias_of(opened["account"]))  # the next turn crosses a refresh
+    claude(clis, first, pool.proxy, "--continue", "Say more.", api_key=None)
+    quiet_calls = {e["path"].split("?")[0] for e in fake.requests(api="other")}
+    claude(clis, second, pool.proxy, "Say hello.", quiet=False, api_key=None)
+
+    calls = model_calls(fake, "messages")
+    header = "x-claude-code-session-id"
+    talk = conversation(calls, header, calls[0]["headers"][header])
+    assert len(talk) == 2
+    account = one_account(talk)
+    assert talk[0]["credential"] != talk[1]["credential"], "no refresh between the turns"
+    assert_cached_from_second_turn(talk)
+    assert one_account([c for c in calls if c not in talk]) != account
+    # Logged in, quiet, Claude Code reads only its profile besides the turns (no settings or
+    # policy, unlike with an API key), once per user (it keeps it in ~/.claude.json); the pool
+    # login that signed the request answers it.
+    assert quiet_calls == {"/api/oauth/profile"}
+    profiles = fake.requests(path="/api/oauth/profile")
+    assert len(profiles) == 2 and all(e["status"] == 200 for e in profiles)
+    # every request to api.anthropic.com was signed with a pool login: Bearer, no x-api-key,
+    # the oauth beta (which Claude Code sends itself) exactly once
+    anthropic = [e for e in fake.requests() if e["original_host"] == "api.anthropic.com"]
+    secrets = pool.secrets(fake)
+    for e in anthropic:
+        scheme, _, token = e["headers"]["authorization"].partition(" ")
+        assert scheme == "Bearer" and any(token in tokens for tokens in secrets.values())
+        assert "x-api-key" not in e["headers"]
+        flags = [f.strip() for f in e["headers"]["anthropic-beta"].split(",")]
+        assert flags.count(OAUTH_BETA) == 1, e["headers"]["anthropic-beta"]
+    assert_logins_in_place(fake, pool, *own)
+    assert_pool_proxy_sane(fake, pool)
+
+
+def test_codex_chatgpt_login_on_a_subscription_pool(
+        clis: dict[str, Path], subscription_pool: Callable[[str], Pool], fake: FakeUpstream,
+        tmp_path: Path) -> None:
+    """Codex with its own ChatGPT login in front of two ChatGPT logins of other workspaces."""
+    pool = subscription_pool("chatgpt")
+    first, second = Home(tmp_path / "first"), Home(tmp_path / "second")
+    own = []
+    for n, home in enumerate((first, second)):
+        (home.codex_home / "config.toml").write_text(CODEX_QUIET)
+        own.append(own_login(fake, home, "chatgpt", f"client-own-{n}").login)
+    codex(clis, first, pool.proxy, "Say hi.", api_key=None)
+    opened = turns(model_calls(fake, "responses"))[0]
+    wait_for_refresh(pool, alias_of(opened["account"]))  # the resumed turn crosses a refresh
+    codex(clis, first, pool.proxy, "resume", "--last", "Say more.", api_key=None)
+    codex(clis, second, pool.proxy, "Say hello.", api_key=None)
+
+    calls = model_calls(fake, "responses")
+    assert calls and all(c["path"] == "/backend-api/codex/responses" and c.get("ws")
+                         for c in calls)
+    talk = conversation(calls, "session-id", calls[0]["headers"]["session-id"])
+    account = one_account(talk)
+    said = turns(talk)
+    assert len(said) == 2 and said[0]["credential"] != said[1]["credential"], (
+        "no refresh between the turns")
+    assert_cached_from_second_turn(said)
+    assert one_account([c for c in calls if c not in talk]) != account
+    # each call carries its pool login's own workspace, never the CLI's
+    assert all(c["headers"]["chatgpt-account-id"] == f"acct-{c['account']}" for c in calls)
+    # the workspace discovery was the proxy's to answer: it never reached the provider
+    assert fake.requests(path="/backend-api/wham/accounts/check") == []
+    assert pool.proxy.wait_for_output(r"wham/accounts/check -> 200: answered by the proxy")
+    assert_logins_in_place(fake, pool, *own)
+    assert_pool_proxy_sane(fake, pool)
 
 
 def test_pinned_versions_are_the_ones_installed(clis: dict[str, Path], tmp_path: Path) -> None:

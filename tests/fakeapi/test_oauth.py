@@ -246,3 +246,6 @@ def test_expire_ends_access_tokens_early_and_secrets_lists_them(
     assert codex_call(http, second["access_token"]).status_code == 200
     assert {first.access_token, first.refresh_token, second["access_token"],
             second["refresh_token"], second["id_token"], "acct-chatgpt-x"} <= fake.oauth.secrets()
+    other = fake.oauth.create("claude-y", "anthropic", login="cy")
+    assert fake.oauth.secrets("cx") == fake.oauth.secrets() - fake.oauth.secrets("cy")
+    assert fake.oauth.secrets("cy") == {other.access_token, other.refresh_token}

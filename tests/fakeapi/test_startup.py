@@ -2,7 +2,9 @@
 
 import pytest
 
+from fakeapi.oauth import Check
 from fakeapi.startup import CHATGPT_ORIGIN, NO_POLICY, reply
+from fakeapi.wire import Reply
 
 SEATS = {"tok-seat-1": ("chatgpt-seat-1", "ws-team"), "tok-other": ("chatgpt-x", "ws-x")}
 
@@ -59,3 +61,60 @@ def test_direct_requests_keep_the_generic_answers() -> None:
     assert ask("GET", "/v1/models") is None
     assert ask("GET", "/echo/anything") is None
     assert ask("GET", "/api/claude_code/settings?x=1") is None
+
+
+# ---- subscription logins: answered by the login's access token -----------------------------
+def logins_with(tokens: dict[str, Check]):
+    def check(family, headers):
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        return tokens.get(token) if family in ("anthropic", "chatgpt") else None
+    return check
+
+
+LOGINS = logins_with({
+    "at-claude": Check("sub-claude", None),
+    "at-expired": Check(None, Reply(401, {"type": "error"}, error_code="authentication_error")),
+    "at-codex": Check("sub-codex", None),
+})
+
+
+def login_ask(method, target, host, token=None, **headers):
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    return reply(method, target, {"x-fake-original-host": host, **headers}, SEATS, LOGINS)
+
+
+def test_claude_code_profile_is_the_logins_own() -> None:
+    profile = login_ask("GET", "/api/oauth/profile", "api.anthropic.com", "at-claude")
+    assert profile is not None and profile.status == 200
+    assert profile.body["account"]["email"] == "sub-claude@example.test"
+    assert profile.body["organization"]["organization_type"] == "claude_max"
+    assert profile.body["account"]["uuid"] != profile.body["organization"]["uuid"]
+    again = login_ask("GET", "/api/oauth/profile", "api.anthropic.com", "at-claude")
+    assert again is not None and again.body == profile.body  # stable per account
+
+
+@pytest.mark.parametrize("token, headers, status", [
+    (None, {}, 401),  # no login
+    ("sk-ant-api-key", {"x-api-key": "sk-ant-api-key"}, 401),  # an API key is no login
+    ("at-expired", {}, 401),  # the login's own refusal
+])
+def test_claude_code_profile_needs_a_live_login(token, headers, status) -> None:
+    answer = login_ask("GET", "/api/oauth/profile", "api.anthropic.com", token, **headers)
+    assert answer is not None and answer.status == status and answer.body["type"] == "error"
+
+
+def test_other_subscription_calls_are_absent() -> None:
+    usage = login_ask("GET", "/api/oauth/usage", "api.anthropic.com", "at-claude")
+    assert usage is not None and usage.status == 404
+
+
+def test_chatgpt_calls_take_a_logins_access_token() -> None:
+    models = login_ask("GET", "/backend-api/codex/models", "chatgpt.com", "at-codex",
+                       **{"chatgpt-account-id": "acct-codex"})
+    assert models is not None and (models.status, models.body) == (200, {"models": []})
+    check = login_ask("GET", "/backend-api/wham/accounts/check", "chatgpt.com", "at-codex",
+                      **{"chatgpt-account-id": "acct-codex"})
+    assert check is not None and check.body["account_ordering"] == ["acct-codex"]
+    refused = login_ask("GET", "/backend-api/codex/models", "chatgpt.com", "at-expired")
+    assert refused is not None and refused.status == 401

@@ -65,3 +65,24 @@ def test_prewarm_warms_the_cache_and_chains_on_its_connection_only(
     assert warm_entry["usage"] is None and warm_entry["body"]["generate"] is False
     assert first_entry["usage"]["cached_tokens"] == first["response"]["usage"][
         "input_tokens_details"]["cached_tokens"]
+
+
+def test_a_login_access_token_opens_the_chatgpt_websocket_until_it_expires(
+        fake_upstream: FakeUpstream) -> None:
+    import pytest
+    from websockets.exceptions import InvalidStatus
+
+    with fake_upstream.lock:
+        issued = fake_upstream.oauth.create("sub-ws", "chatgpt", login="ws-login")
+    url = f"ws://127.0.0.1:{fake_upstream.port}/backend-api/codex/responses"
+    headers = {"authorization": f"Bearer {issued.access_token}",
+               "chatgpt-account-id": issued.chatgpt_account_id}
+    with connect(url, proxy=None, additional_headers=headers) as ws:
+        done = turn(ws, {"model": "gpt-fake", "input": "hi"})
+    assert done["type"] == "response.completed"
+    assert {e["account"] for e in fake_upstream.requests()} == {"sub-ws"}
+    with fake_upstream.lock:
+        fake_upstream.oauth.expire("ws-login")
+    with pytest.raises(InvalidStatus, match="401"):
+        connect(url, proxy=None, additional_headers=headers)
+    assert fake_upstream.requests()[-1]["error_code"] == "token_expired"
