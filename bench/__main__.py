@@ -27,17 +27,21 @@ RESULTS = Path(__file__).resolve().parent / "results"
 @dataclass(frozen=True)
 class Mode:
     plan: Plan
-    requests: dict[str, int]  # overhead: requests per body size (each encoding)
+    requests: dict[str, int]  # overhead: requests per cell, by body size
     stream_tokens: int
     stream_repeats: int
     table_sizes: list[int]
     scenarios: str = "abcd"
     encodings: tuple[str, ...] = ("identity", "zstd")
 
+    @property
+    def cells(self) -> list[tuple[overhead.Cell, int]]:
+        return overhead.matrix(self.requests, self.encodings)
+
 
 MODES = {
     "full": Mode(Plan(conversations=24, turns=8, accounts=3, fault_requests=16),
-                 {"1 KB": 300, "100 KB": 300, "1 MB": 60}, 200_000, 3,
+                 {"1 KB": 200, "100 KB": 200, "1 MB": 60}, 200_000, 3,
                  [10_000, 100_000, 1_000_000]),
     "quick": Mode(Plan(conversations=9, turns=5, accounts=3, fault_requests=6),
                   {"1 KB": 40, "100 KB": 40, "1 MB": 8}, 20_000, 2, [10_000, 100_000]),
@@ -97,11 +101,14 @@ def _notes(econ: list[economics.ScenarioResult], plan: Plan) -> list[str]:
         "Overhead latency is measured by the client, the proxies alternating request by "
         "request; on a shared, loaded machine p99 differences of a few ms are noise. CPU is "
         "the proxy process's own run time (/proc schedstat), the steadier number.",
-        "Bodies in the overhead rows are Codex-shaped (session-id header, prompt_cache_key, "
-        "store false, include) with message items only, so stickyroute needs nothing from "
-        "the body and skips parsing it (peek.body_needed). Bodies that carry chain state "
-        "(reasoning items, previous_response_id) or lack a session header are parsed: add "
-        "the json.loads time (~1.5 ms per 100 KB on this machine) to those.",
+        "Overhead rows: Codex-shaped Responses bodies (session-id header, prompt_cache_key, "
+        "store false, include, message items) and Chat Completions bodies (an "
+        "x-session-affinity header, system + user/assistant messages), each plain and "
+        "streamed (stream: true; the answer is 200 tokens in ~50 SSE text deltas, against 20 "
+        "tokens of JSON unstreamed). The headers name the session, so stickyroute needs "
+        "nothing from these bodies and does not parse them (peek.body_needed). Bodies that "
+        "carry chain state (reasoning items, previous_response_id) or name no session in a "
+        "header are parsed: add the json.loads time (~1.5 ms per 100 KB on this machine).",
     ]
     by = {r.name: r for r in econ}
     if "a" in by and "c" in by and by["a"].share_from(1):
@@ -135,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     econ: list[economics.ScenarioResult] = []
     bodies: list[overhead.BodyResult] = []
-    stream = None
+    streams: list[overhead.StreamResult] = []
     table: list[scale.ScaleResult] = []
     with tempfile.TemporaryDirectory(prefix="stickyroute-bench-") as tmp:
         work = Path(tmp)
@@ -144,14 +151,14 @@ def main(argv: list[str] | None = None) -> int:
             econ = economics.run(mode.plan, work, mode.scenarios)
         if "overhead" in sections:
             _say("overhead: no-op vs stickyroute")
-            bodies, stream = overhead.run(work, mode.requests, mode.stream_tokens,
-                                          mode.stream_repeats, mode.encodings)
+            bodies, streams = overhead.run(work, mode.cells, mode.stream_tokens,
+                                           mode.stream_repeats)
         if "scale" in sections:
             _say("pin table scale")
             accounts = accounts_file(work / "accounts-scale.yaml",
                                      {f"sk-bench-{i}": f"acct-{i}" for i in range(3)})
             table = scale.run(mode.table_sizes, accounts)
-    text = report.markdown(_meta(name, load_before), econ, mode.plan.accounts, bodies, stream,
+    text = report.markdown(_meta(name, load_before), econ, mode.plan.accounts, bodies, streams,
                            table, _notes(econ, mode.plan))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.md").write_text(text)
