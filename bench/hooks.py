@@ -32,7 +32,7 @@ from typing import Any
 import zstandard
 from mitmproxy import http
 from mitmproxy.addons.termlog import TermLogHandler
-from mitmproxy.proxy.layers.http import (
+from mitmproxy.proxy.layers.http._hooks import (
     HttpRequestHeadersHook,
     HttpRequestHook,
     HttpResponseHeadersHook,
