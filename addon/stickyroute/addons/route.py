@@ -17,10 +17,10 @@ from typing import cast
 from mitmproxy import http
 
 from stickyroute.core import rewrite
-from stickyroute.core.bodycap import decoded_body
 from stickyroute.core.choose import Affinity
 from stickyroute.core.classify import Endpoint, classify
 from stickyroute.core.fallback import FOREIGN
+from stickyroute.core.headers import lowered
 from stickyroute.core.identify import client_identity
 from stickyroute.core.logline import describe
 from stickyroute.core.plan import (
@@ -79,16 +79,15 @@ class StickyRoute:
         route = classify(st.accounts.provider_for_host(req.host.lower()), req.path)
         if route is None:
             return None
-        raw = None
-        if route.endpoint is not Endpoint.OTHER:
-            raw = decoded_body(req.raw_content, req.headers.get("content-encoding", ""))
+        headers = lowered(req.headers)  # one pass: identity asks for a dozen names
         gate = st.accounts.clients
         retry = cast(RetryNote | None, flow.metadata.get(RETRY))
         return Incoming(
             route=route,
-            headers=req.headers,
-            raw=raw,
-            client=flow.metadata.get(CLIENT_ID) or client_identity(req.headers),
+            headers=headers,
+            raw=req.raw_content if route.endpoint is not Endpoint.OTHER else None,
+            encoding=headers.get("content-encoding", ""),
+            client=flow.metadata.get(CLIENT_ID) or client_identity(headers),
             gate=gate.get(flow.metadata.get(CLIENT, "")) if gate is not None else None,
             attempt=retry["attempt"] if retry else 0,
             exclude=frozenset(retry["exclude"]) if retry else frozenset(),
