@@ -1,0 +1,25 @@
+"""drop_masked on mitmproxy's own Headers (the raw-fields fast path) and on a plain dict."""
+
+from mitmproxy import http
+
+from stickyroute.core.masking import drop_masked, masked
+
+
+def test_masked_fields_are_dropped_from_mitmproxy_headers() -> None:
+    h = http.Headers([(b"Authorization", masked("acct-0", "Bearer sk-x").encode()),
+                      (b"X-Api-Key", b"[stickyroute:acct-1]"), (b"session-id", b"t")])
+    assert drop_masked(h) == ["Authorization", "X-Api-Key"]
+    assert h.fields == ((b"session-id", b"t"),)
+
+
+def test_headers_without_a_mask_are_left_as_they_are() -> None:
+    fields = ((b"Authorization", b"Bearer sk-client"), (b"session-id", b"t"))
+    h = http.Headers(fields)
+    assert drop_masked(h) == []
+    assert h.fields == fields
+
+
+def test_a_plain_mapping_works_too() -> None:
+    h = {"authorization": "Bearer [stickyroute:a]", "session-id": "t"}
+    assert drop_masked(h) == ["authorization"]
+    assert h == {"session-id": "t"}
