@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -118,6 +119,40 @@ async def one(master: Any, flow: http.HTTPFlow, response: http.Response,
     await addons.handle_lifecycle(HttpResponseHook(flow))
 
 
+HOOKS = ("requestheaders", "request", "responseheaders", "response")
+
+
+class Timed:
+    """Wraps the HTTP hooks of addons to sum each one's thread CPU time (ns)."""
+
+    def __init__(self, addons: list[Any]) -> None:
+        self.ns: dict[str, int] = {}
+        for addon in addons:
+            for name in HOOKS:
+                hook = getattr(addon, name, None)
+                if hook is not None:
+                    setattr(addon, name, self._wrap(f"{type(addon).__name__}.{name}", hook))
+
+    def _wrap(self, label: str, hook: Callable[..., Any]) -> Callable[..., Any]:
+        self.ns[label] = 0
+        if inspect.iscoroutinefunction(hook):
+            async def timed_async(*args: Any) -> Any:
+                t0 = time.thread_time_ns()
+                try:
+                    return await hook(*args)
+                finally:
+                    self.ns[label] += time.thread_time_ns() - t0
+            return timed_async
+
+        def timed(*args: Any) -> Any:
+            t0 = time.thread_time_ns()
+            try:
+                return hook(*args)
+            finally:
+                self.ns[label] += time.thread_time_ns() - t0
+        return timed
+
+
 async def measure(addons: list[Any], exchanges: list[Exchange], n: int, rounds: int,
                   configure: Callable[[Any], None] | None = None) -> float:
     """Median over rounds of thread CPU µs per request."""
@@ -146,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encodings", default="identity,zstd")
     parser.add_argument("--cells", default="responses,chat")
     parser.add_argument("--streamed", default="no,yes")
+    parser.add_argument("--per-hook", action="store_true",
+                        help="also each stickyroute hook's own µs per request (their sum "
+                             "leaves out mitmproxy's dispatch and the stream callable)")
     args = parser.parse_args(argv)
     handler = TermLogHandler(open(os.devnull, "w"))  # the log path, minus the pipe write
     handler.install()
@@ -174,10 +212,16 @@ async def _main(args: argparse.Namespace, cells: list[tuple[Cell, int]]) -> None
             def configure(tctx: Any, a: Any = sticky_addons) -> None:
                 tctx.configure(a.options, sticky_accounts=str(accounts), sticky_admin="")
 
+            timed = Timed(list(sticky_addons)) if args.per_hook else None
             sticky = await measure(list(sticky_addons), exchanges, args.requests, args.rounds,
-                             configure)
+                                   configure)
             print(f"| {cell.label} | {noop:.1f} | {sticky:.1f} | {sticky - noop:.1f} |",
                   flush=True)
+            if timed is not None:
+                total = args.requests * args.rounds
+                print("    " + ", ".join(f"{k} {v / total / 1e3:.1f}" for k, v in
+                                         sorted(timed.ns.items(), key=lambda kv: -kv[1])
+                                         if v), flush=True)
 
 
 if __name__ == "__main__":
