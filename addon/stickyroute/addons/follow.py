@@ -17,7 +17,7 @@ from mitmproxy import http, websocket
 from stickyroute.core import rewrite
 from stickyroute.core.bodycap import MAX_BODY
 from stickyroute.core.logline import describe, describe_result
-from stickyroute.core.observe import Observer
+from stickyroute.core.observe import SKIPPED_EVENTS, Observer
 from stickyroute.core.sse import SseParser, decoder_for, parse_all
 from stickyroute.core.stop import STOPPED_BY_SHUTDOWN
 from stickyroute.keys import META, RouteMeta
@@ -36,7 +36,7 @@ class _Stream:
     def __init__(self, observer: Observer, decode: Callable[[bytes], bytes] | None) -> None:
         self.observer = observer
         self.decode = decode
-        self.parser = SseParser()
+        self.parser = SseParser(skip=SKIPPED_EVENTS, ignorable=observer.ignorable)
 
     def __call__(self, chunk: bytes) -> bytes:
         if self.decode is not None:

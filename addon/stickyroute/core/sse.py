@@ -8,7 +8,7 @@ raises on input and keeps memory bounded: an over-long event turns the parser of
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import NamedTuple
 
 import brotli
@@ -23,11 +23,20 @@ class SseEvent(NamedTuple):
 
 
 class SseParser:
-    """feed(bytes) -> complete events; close() flushes what the last bytes completed."""
+    """feed(bytes) -> complete events; close() flushes what the last bytes completed.
 
-    def __init__(self, max_event: int = MAX_EVENT) -> None:
+    `skip`: names of events nobody reads (text deltas are nearly every event of an answer):
+    they are dropped without their data being decoded or returned. `ignorable`: asked about
+    the raw data of an unnamed event that arrived whole in one piece; True drops it likewise.
+    """
+
+    def __init__(self, max_event: int = MAX_EVENT, skip: Collection[str] = (),
+                 ignorable: Callable[[bytes], bool] | None = None) -> None:
         self.max_event = max_event
         self.overflowed = False
+        self.skip = frozenset(skip)
+        self.ignorable = ignorable
+        self._skip_bytes = frozenset(name.encode() for name in self.skip)
         self._line = bytearray()  # an incomplete line
         self._event = ""
         self._data: list[str] = []
@@ -36,7 +45,11 @@ class SseParser:
     def feed(self, chunk: bytes) -> list[SseEvent]:
         if self.overflowed or not chunk:
             return []
-        if b"\n" not in chunk and b"\r" not in chunk:
+        # (bytes.find, not `in`: `in` costs ~10x more on a short chunk)
+        if (chunk.endswith(b"\n\n") and not self._line and not self._data and not self._event
+                and chunk.find(b"\r") == -1):
+            return self._whole_events(chunk)  # the usual piece: one or more whole events
+        if chunk.find(b"\n") == -1 and chunk.find(b"\r") == -1:
             self._line += chunk  # the middle of a long line: no rescanning
             self._check_size()
             return []
@@ -53,6 +66,27 @@ class SseParser:
         self._check_size()
         return out
 
+    def _whole_events(self, chunk: bytes) -> list[SseEvent]:
+        """Events that start and end in this chunk (nothing pending, "\n" line ends only):
+        one block of lines each; a skipped event's block is dropped after reading its name."""
+        out: list[SseEvent] = []
+        for block in chunk[:-2].split(b"\n\n"):
+            if self._skip_bytes and block.startswith(b"event:"):
+                end = block.find(b"\n")
+                name = block[6:end] if end != -1 else block[6:]
+                if name.startswith(b" "):
+                    name = name[1:]
+                if name in self._skip_bytes and block.find(b"\nevent:") == -1:
+                    continue  # its only event line names it: nobody reads it
+            elif self.ignorable is not None and block.startswith(b"data:") and block.find(
+                    b"\n") == -1:
+                if self.ignorable(block[6:] if block.startswith(b"data: ") else block[5:]):
+                    continue
+            for line in block.split(b"\n"):
+                self._take_line(line, out)
+            self._take_line(b"", out)
+        return out
+
     def close(self) -> list[SseEvent]:
         """The end of the stream: a final line without its terminator still counts."""
         out: list[SseEvent] = []
@@ -66,7 +100,7 @@ class SseParser:
 
     def _take_line(self, line: bytes, out: list[SseEvent]) -> None:
         if not line:
-            if self._data:
+            if self._data and self._event not in self.skip:
                 out.append(SseEvent(self._event, "\n".join(self._data)))
             self._event, self._data, self._size = "", [], 0
             return
