@@ -31,7 +31,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import zstandard
-from mitmproxy import http
+from mitmproxy import hooks, http
 from mitmproxy.addons.termlog import TermLogHandler
 from mitmproxy.proxy.layers.http._hooks import (
     HttpRequestHeadersHook,
@@ -160,6 +160,7 @@ async def measure(addons: list[Any], exchanges: list[Exchange], n: int, rounds: 
     with taddons.context(holder) as tctx:
         if configure is not None:
             configure(tctx)
+        tctx.master.addons.trigger(hooks.RunningHook())  # as mitmdump does once it listens
         per_round = []
         for _ in range(rounds):
             exs = [exchanges[i % len(exchanges)] for i in range(n)]
@@ -210,6 +211,7 @@ async def _main(args: argparse.Namespace, cells: list[tuple[Cell, int]]) -> None
             sticky_addons = build(State())
 
             def configure(tctx: Any, a: Any = sticky_addons) -> None:
+                tctx.options.confdir = tmp  # the file store's state goes there
                 tctx.configure(a.options, sticky_accounts=str(accounts), sticky_admin="")
 
             timed = Timed(list(sticky_addons)) if args.per_hook else None

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Callable
 from typing import cast
 
+import mitmproxy.log
 from mitmproxy import http, websocket
 
 from stickyroute.core import rewrite
@@ -21,7 +23,7 @@ from stickyroute.core.observe import SKIPPED_EVENTS, Observer
 from stickyroute.core.sse import SseParser, decoder_for, parse_all
 from stickyroute.core.stop import STOPPED_BY_SHUTDOWN
 from stickyroute.keys import META, RouteMeta
-from stickyroute.log import get_logger
+from stickyroute.log import WithoutRequestLines, get_logger, request_line
 from stickyroute.state import State
 from stickyroute.stores.share import publish_chain
 
@@ -56,6 +58,12 @@ class Follow:
         self._streams: dict[str, _Stream] = {}
         self._turns: dict[str, Observer] = {}  # WebSocket flow id -> the turn in progress
         self._said: set[str] = set()
+
+    def running(self) -> None:
+        for handler in logging.getLogger().handlers:  # the deprecated add_log event's
+            if isinstance(handler, mitmproxy.log.LegacyLogEvents) and not any(
+                    isinstance(f, WithoutRequestLines) for f in handler.filters):
+                handler.addFilter(WithoutRequestLines())
 
     # ---- HTTP --------------------------------------------------------------------------
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -164,7 +172,7 @@ class Follow:
                            obs.affinity_break, stats.affinity_breaks, describe(meta))
         line = describe_result(meta)
         flow.comment = line
-        logger.info("%s", line)
+        request_line(line)
 
     # ---- WebSocket (the Responses API over wss://) ----------------------------------------
     def websocket_message(self, flow: http.HTTPFlow) -> None:
