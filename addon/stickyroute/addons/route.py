@@ -10,7 +10,6 @@ so. Never logs or stores a credential.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Awaitable
 from typing import cast
 
@@ -184,14 +183,21 @@ class StickyRoute:
 
 def copy_request(req: http.Request) -> http.Request:
     """A copy that later edits of `req` leave alone, as `req.copy()` makes, for a fraction of
-    its cost (~2 µs instead of ~25): mitmproxy's copy round-trips the request through its
+    its cost (~2 µs instead of ~28): mitmproxy's copy round-trips the request through its
     serialised state with a type check per field, on every routed request. Headers replace
     their fields tuple on every edit and bodies are immutable bytes, so sharing both until an
     edit is safe."""
-    data = copy.copy(req.data)
-    data.headers = copy.copy(req.data.headers)
+    data = _shallow(req.data)
+    data.headers = _shallow(req.data.headers)
     if data.trailers is not None:
-        data.trailers = copy.copy(data.trailers)
+        data.trailers = _shallow(data.trailers)
     kept = http.Request.__new__(http.Request)
     kept.data = data
     return kept
+
+
+def _shallow[T](obj: T) -> T:
+    """copy.copy for a plain object, without its reduce protocol (a third of the cost here)."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    return new

@@ -69,10 +69,11 @@ HEADROOM_TTL = 60.0  # a remaining-count reading without a reset time holds this
 def parse_duration(text: str) -> float | None:
     """OpenAI's reset form: '1s', '6m0s', '20ms', '1h2m3.5s', or plain seconds."""
     text = text.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
+    if not text.endswith(("s", "m", "h")):  # no unit: plain seconds or nothing (never float()
+        try:  # a unit form first: the exception cost more than the parse)
+            return max(0.0, float(text))
+        except ValueError:
+            return None
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         return None
@@ -211,15 +212,19 @@ def api_limits(headers: Mapping[str, str], now: float) -> list[Limit]:
     """The x-ratelimit-* / anthropic-ratelimit-* remaining/limit pairs the headers carry."""
     out: list[Limit] = []
     for remaining_name, limit_name in _LIMIT_PAIRS:
+        # .get, not [...] in a try: most pairs are absent from any one answer, and an
+        # exception per absent name cost more than the rest of the reading
+        remaining_text, limit_text = headers.get(remaining_name), headers.get(limit_name)
+        if remaining_text is None or limit_text is None:
+            continue
         try:
-            remaining = float(headers[remaining_name])
-            limit = float(headers[limit_name])
-        except (KeyError, ValueError):
+            remaining, limit = float(remaining_text), float(limit_text)
+        except ValueError:
             continue
         if limit > 0 and math.isfinite(remaining) and math.isfinite(limit):
             reset_name = _RESET_OF[remaining_name]
-            t = _reset_value(reset_name, headers[reset_name], now) if (
-                reset_name in headers) else None
+            reset_text = headers.get(reset_name)
+            t = _reset_value(reset_name, reset_text, now) if reset_text is not None else None
             name = remaining_name.removeprefix("x-ratelimit-remaining-").removeprefix(
                 "anthropic-ratelimit-").removesuffix("-remaining")
             out.append(Limit(name, min(1.0, max(0.0, remaining / limit)), t))
@@ -232,9 +237,12 @@ def headroom(headers: Mapping[str, str], now: float) -> Headroom | None:
     readings = [Headroom(limit.left, limit.reset or now + HEADROOM_TTL)
                 for limit in api_limits(headers, now)]
     for used_name, reset_name in _CODEX_USED:
+        used_text = headers.get(used_name)
+        if used_text is None:
+            continue
         try:
-            used = float(headers[used_name])
-        except (KeyError, ValueError):
+            used = float(used_text)
+        except ValueError:
             continue
         d = parse_duration(headers.get(reset_name, ""))
         readings.append(Headroom(max(0.0, 1 - used / 100),
