@@ -70,6 +70,8 @@ def short_form(key: str) -> str:
     """A short display form for logs: the value's last 8 characters, printable ASCII only
     (a client's header must not put raw bytes or terminal escapes into our log)."""
     tail = key_value(key)[-SHORT:]
+    if tail.isascii() and tail.isprintable():
+        return tail  # the usual id: no character to replace
     return "".join(c if c.isascii() and c.isprintable() else "?" for c in tail)
 
 

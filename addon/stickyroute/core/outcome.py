@@ -8,6 +8,7 @@ carry a credential into a reason (reasons are shown to operators and clients).
 from __future__ import annotations
 
 import email.utils
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -56,6 +57,8 @@ _LIMIT_PAIRS = (
       for w in ("requests", "tokens", "input-tokens", "output-tokens")),
 )
 _RESET_OF = dict(_RESET_PAIRS)
+_LIMIT_NAME = {remaining: remaining.removeprefix("x-ratelimit-remaining-").removeprefix(
+    "anthropic-ratelimit-").removesuffix("-remaining") for remaining, _ in _LIMIT_PAIRS}
 UNIFIED = "anthropic-ratelimit-unified-"  # Anthropic subscriptions' usage windows
 _CODEX_USED = (("x-codex-primary-used-percent", "x-codex-primary-reset-after-seconds"),
                ("x-codex-secondary-used-percent", "x-codex-secondary-reset-after-seconds"))
@@ -66,6 +69,7 @@ MAX_RESET = 8 * 86400.0  # Codex weekly windows; anything later is a parsing acc
 HEADROOM_TTL = 60.0  # a remaining-count reading without a reset time holds this long
 
 
+@functools.lru_cache(maxsize=1024)  # every answer has a few; the same ones come back
 def parse_duration(text: str) -> float | None:
     """OpenAI's reset form: '1s', '6m0s', '20ms', '1h2m3.5s', or plain seconds."""
     text = text.strip()
@@ -225,9 +229,8 @@ def api_limits(headers: Mapping[str, str], now: float) -> list[Limit]:
             reset_name = _RESET_OF[remaining_name]
             reset_text = headers.get(reset_name)
             t = _reset_value(reset_name, reset_text, now) if reset_text is not None else None
-            name = remaining_name.removeprefix("x-ratelimit-remaining-").removeprefix(
-                "anthropic-ratelimit-").removesuffix("-remaining")
-            out.append(Limit(name, min(1.0, max(0.0, remaining / limit)), t))
+            out.append(Limit(_LIMIT_NAME[remaining_name], min(1.0, max(0.0, remaining / limit)),
+                             t))
     return out
 
 
