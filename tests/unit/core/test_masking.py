@@ -2,7 +2,7 @@
 
 from mitmproxy import http
 
-from stickyroute.core.masking import drop_masked, masked
+from stickyroute.core.masking import drop_masked, mask_headers, masked
 
 
 def test_masked_fields_are_dropped_from_mitmproxy_headers() -> None:
@@ -23,3 +23,13 @@ def test_a_plain_mapping_works_too() -> None:
     h = {"authorization": "Bearer [stickyroute:a]", "session-id": "t"}
     assert drop_masked(h) == ["authorization"]
     assert h == {"session-id": "t"}
+
+
+def test_mask_headers_masks_once_then_finds_nothing_to_do() -> None:
+    h = http.Headers([(b"Authorization", b"Bearer sk-acct"), (b"session-id", b"t")])
+    assert mask_headers(h, ["authorization"], "acct-0") == 1
+    masked_fields = h.fields
+    assert h["authorization"] == "Bearer [stickyroute:acct-0]"
+    assert mask_headers(h, ["authorization"], "acct-0") == 0
+    assert h.fields is masked_fields  # untouched
+    assert mask_headers(h, ["x-api-key"], "acct-0") == 0  # not there: nothing to mask
