@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 
 from mitmproxy import connection, ctx, http
 
+from stickyroute.core.headers import field
 from stickyroute.core.outcome import Kind, Outcome, classify, headroom
 from stickyroute.core.stop import connection_outcome
 from stickyroute.keys import META, RETRY, Retried, RetryNote, RouteMeta
@@ -71,8 +72,8 @@ class Failover:
         self.state.health.note_headroom(meta["account"], headroom(flow.response.headers, now), now)
         if flow.response.status_code >= 400 or RETRY in flow.metadata:
             flow.response.stream = False  # hold it back: it may be replaced (see above)
-        elif not flow.response.stream and flow.response.headers.get(
-                "content-type", "").startswith("text/event-stream"):
+        elif not flow.response.stream and (field(flow.response.headers, "content-type")
+                                           or "").startswith("text/event-stream"):
             flow.response.stream = True  # tokens reach the client as they come
 
     async def response(self, flow: http.HTTPFlow) -> None:

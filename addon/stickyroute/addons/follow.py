@@ -18,6 +18,7 @@ from mitmproxy import http, websocket
 
 from stickyroute.core import rewrite
 from stickyroute.core.bodycap import MAX_BODY
+from stickyroute.core.headers import field
 from stickyroute.core.logline import describe, describe_result
 from stickyroute.core.observe import SKIPPED_EVENTS, Observer
 from stickyroute.core.sse import SseParser, decoder_for, parse_all
@@ -71,9 +72,9 @@ class Follow:
         resp = flow.response
         if meta is None or resp is None or resp.status_code != 200:
             return
-        if "text/event-stream" not in resp.headers.get("content-type", "").lower():
+        if "text/event-stream" not in (field(resp.headers, "content-type") or "").lower():
             return  # JSON is small and buffered: the response hook reads it whole
-        encoding = resp.headers.get("content-encoding", "")
+        encoding = field(resp.headers, "content-encoding") or ""
         decode = decoder_for(encoding)
         if decode is None and encoding not in self._said:
             self._said.add(encoding)
@@ -123,7 +124,7 @@ class Follow:
             return observer
         if resp.status_code >= 400:
             observer.error_text(content[:MAX_BODY].decode("utf-8", "replace"))
-        elif "text/event-stream" in resp.headers.get("content-type", "").lower():
+        elif "text/event-stream" in (field(resp.headers, "content-type") or "").lower():
             for ev in parse_all(content):
                 observer.event(ev.event, ev.data)
         else:

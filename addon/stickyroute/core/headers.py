@@ -1,9 +1,10 @@
-"""Header fields read once, into a plain dict with lower-cased names, for code that asks many.
+"""Header fields read cheaply: all at once into a plain dict with lower-cased names (for code
+that asks many), or one name in a plain pass.
 
-mitmproxy's `Headers.get` scans every field and case-folds each name per lookup (a missing
-name also costs an exception inside `Mapping.get`); identifying one request asks for up to a
-dozen names. One pass here turns each later lookup into a dict hit. Repeated fields fold
-into one value joined by ", ", as `Headers.get` folds them. Never raises, whatever the bytes.
+mitmproxy's `Headers.get` scans every field and case-folds each name through a method call
+per field (a missing name also costs an exception inside `Mapping.get`); identifying one
+request asks for up to a dozen names. Repeated fields fold into one value joined by ", ", as
+`Headers.get` folds them. Never raises, whatever the bytes.
 """
 
 from __future__ import annotations
@@ -27,3 +28,16 @@ def lowered(headers: Mapping[str, str]) -> dict[str, str]:
         key = name.lower()
         out[key] = f"{out[key]}, {text}" if key in out else text
     return out
+
+
+def field(headers: Mapping[str, str], name: str) -> str | None:
+    """`headers.get(name)` for a lower-case `name`, in one plain pass over mitmproxy's raw
+    fields (about a quarter of Headers.get's cost)."""
+    fields = getattr(headers, "fields", None)
+    if not isinstance(fields, tuple):
+        return lowered(headers).get(name)
+    key = name.encode("utf-8", "surrogateescape")
+    found = [value for n, value in fields if n.lower() == key]
+    if not found:
+        return None
+    return b", ".join(found).decode("utf-8", "surrogateescape")

@@ -9,9 +9,16 @@ any header carrying one is dropped before a (replayed) request leaves the proxy.
 from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
+from typing import Protocol, cast
 
 MARK = "[stickyroute:"
 _MARK_BYTES = MARK.encode()
+
+
+class _RawFields(Protocol):
+    """mitmproxy's Headers: `fields`, its documented raw (name, value) byte pairs."""
+
+    fields: tuple[tuple[bytes, bytes], ...]
 
 
 def masked(alias: str, value: str) -> str:
@@ -29,12 +36,10 @@ def mask_headers(headers: MutableMapping[str, str], names: Iterable[str], alias:
     """Replace the named headers by their masked form; returns how many were replaced."""
     fields = getattr(headers, "fields", None)  # mitmproxy's raw (name, value) byte pairs
     if isinstance(fields, tuple):
-        # One pass over the raw fields (asked after the request went upstream and again when
-        # the answer is complete, when there is nothing left to mask).
-        wanted = {name.lower().encode() for name in names}
-        if not any(field[0].lower() in wanted and field[1].find(_MARK_BYTES) == -1
-                   for field in fields):
-            return 0
+        new, count = _masked_fields(fields, names, alias)
+        if count:
+            cast(_RawFields, headers).fields = new
+        return count
     count = 0
     for name in names:
         value = headers.get(name)
@@ -42,6 +47,34 @@ def mask_headers(headers: MutableMapping[str, str], names: Iterable[str], alias:
             headers[name] = masked(alias, value)
             count += 1
     return count
+
+
+def _masked_fields(fields: tuple[tuple[bytes, bytes], ...], names: Iterable[str], alias: str
+                   ) -> tuple[tuple[tuple[bytes, bytes], ...], int]:
+    """mask_headers on raw fields, with the result mitmproxy's get and set give: a name's
+    values fold into one (", "), whose masked form replaces the first field, the others go."""
+    wanted = {name.lower().encode("utf-8", "surrogateescape") for name in names}
+    folded: dict[bytes, list[bytes]] = {}
+    for name, value in fields:
+        if (low := name.lower()) in wanted:
+            folded.setdefault(low, []).append(value)
+    replace: dict[bytes, bytes] = {}
+    for low, values in folded.items():
+        text = b", ".join(values).decode("utf-8", "surrogateescape")
+        if not is_masked(text):
+            replace[low] = masked(alias, text).encode("utf-8", "surrogateescape")
+    if not replace:
+        return fields, 0  # (the answer's look, after the request's: nothing left)
+    out: list[tuple[bytes, bytes]] = []
+    done: set[bytes] = set()
+    for name, value in fields:
+        low = name.lower()
+        if low not in replace:
+            out.append((name, value))
+        elif low not in done:
+            out.append((name, replace[low]))
+            done.add(low)
+    return tuple(out), len(replace)
 
 
 def drop_masked(headers: MutableMapping[str, str]) -> list[str]:

@@ -3,7 +3,7 @@
 import pytest
 from mitmproxy import http
 
-from stickyroute.core.headers import lowered
+from stickyroute.core.headers import field, lowered
 
 
 def _headers(*fields: tuple[bytes, bytes]) -> http.Headers:
@@ -35,3 +35,11 @@ def test_bytes_that_are_not_utf8_decode_as_mitmproxy_decodes_them() -> None:
 @pytest.mark.parametrize("plain", [{"Session-Id": "t"}, {"session-id": "t"}])
 def test_a_plain_mapping_works_too(plain: dict[str, str]) -> None:
     assert lowered(plain) == {"session-id": "t"}
+
+
+@pytest.mark.parametrize("name", ["content-type", "x-session-id", "missing", "n\xe9"])
+def test_field_answers_as_headers_get(name: str) -> None:
+    h = _headers((b"Content-Type", b"text/event-stream"), (b"x-session-id", b"a"),
+                 (b"X-Session-Id", b"b"), (b"n\xc3\xa9", b"v"))
+    assert field(h, name) == h.get(name)
+    assert field(dict(h.items()), name) == h.get(name)
