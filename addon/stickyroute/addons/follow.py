@@ -21,7 +21,7 @@ from stickyroute.core.bodycap import MAX_BODY
 from stickyroute.core.headers import field
 from stickyroute.core.logline import describe, describe_result
 from stickyroute.core.observe import SKIPPED_EVENTS, Observer
-from stickyroute.core.sse import SseParser, decoder_for, parse_all
+from stickyroute.core.sse import Batch, SseParser, decoder_for, parse_all
 from stickyroute.core.stop import STOPPED_BY_SHUTDOWN
 from stickyroute.keys import META, RouteMeta
 from stickyroute.log import WithoutRequestLines, get_logger, request_line
@@ -34,23 +34,33 @@ logger = get_logger(__name__)
 
 
 class _Stream:
-    """The callable mitmproxy streams a response body through."""
+    """The callable mitmproxy streams a response body through (observed in batches)."""
 
     def __init__(self, observer: Observer, decode: Callable[[bytes], bytes] | None) -> None:
         self.observer = observer
         self.decode = decode
         self.parser = SseParser(skip=SKIPPED_EVENTS, ignorable=observer.ignorable)
+        self.batch = Batch()
 
     def __call__(self, chunk: bytes) -> bytes:
         if self.decode is not None:
-            try:
-                data = self.decode(chunk) if chunk else b""
-                for ev in self.parser.feed(data) if chunk else self.parser.close():
-                    self.observer.event(ev.event, ev.data)
-            except Exception as e:  # corrupt encoding, or a bug: stop looking, keep streaming
-                logger.warning("stopped observing a stream: %s", e)
-                self.decode = None
+            if not chunk:  # the end of the answer
+                self.observe(self.batch.take(), end=True)
+            elif (data := self.batch.add(chunk)) is not None:
+                self.observe(data)
         return chunk
+
+    def observe(self, data: bytes, end: bool = False) -> None:
+        """Feed what was collected to the observer (`end`: the stream is complete)."""
+        if self.decode is None:
+            return
+        try:
+            events = self.parser.feed(self.decode(data)) if data else []
+            for ev in events + self.parser.close() if end else events:
+                self.observer.event(ev.event, ev.data)
+        except Exception as e:  # corrupt encoding, or a bug: stop looking, keep streaming
+            logger.warning("stopped observing a stream: %s", e)
+            self.decode = None
 
 
 class Follow:
@@ -104,6 +114,8 @@ class Follow:
         meta = routed(flow)
         if meta is None or flow.error is None:
             return
+        if stream is not None:
+            stream.observe(stream.batch.take())  # what arrived before the cut
         if stream is not None and stream.observer.usage is not None:
             self._learn(flow, meta, stream.observer, None)
         if stopping(self.state):  # the proxy's own stop cut it: no failure of the account
