@@ -55,8 +55,10 @@ class _Stream:
         if self.decode is None:
             return
         try:
-            events = self.parser.feed(self.decode(data)) if data else []
-            for ev in events + self.parser.close() if end else events:
+            if data:  # events() as the observer goes: what it learns lets the next ones drop
+                for ev in self.parser.events(self.decode(data)):
+                    self.observer.event(ev.event, ev.data)
+            for ev in self.parser.close() if end else ():
                 self.observer.event(ev.event, ev.data)
         except Exception as e:  # corrupt encoding, or a bug: stop looking, keep streaming
             logger.warning("stopped observing a stream: %s", e)

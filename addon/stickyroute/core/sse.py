@@ -8,7 +8,7 @@ raises on input and keeps memory bounded: an over-long event turns the parser of
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from typing import NamedTuple
 
 import brotli
@@ -28,6 +28,8 @@ class SseParser:
     `skip`: names of events nobody reads (text deltas are nearly every event of an answer):
     they are dropped without their data being decoded or returned. `ignorable`: asked about
     the raw data of an unnamed event that arrived whole in one piece; True drops it likewise.
+    `events(bytes)` is feed() as the caller consumes it: an observer that learns from one
+    event can make `ignorable` drop the next ones of the same piece.
     """
 
     def __init__(self, max_event: int = MAX_EVENT, skip: Collection[str] = (),
@@ -43,12 +45,18 @@ class SseParser:
         self._size = 0
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
+        return list(self.events(chunk))
+
+    def events(self, chunk: bytes) -> Iterator[SseEvent]:
         if self.overflowed or not chunk:
-            return []
+            return iter(())
         # (bytes.find, not `in`: `in` costs ~10x more on a short chunk)
         if (chunk.endswith(b"\n\n") and not self._line and not self._data and not self._event
                 and chunk.find(b"\r") == -1):
             return self._whole_events(chunk)  # the usual piece: one or more whole events
+        return iter(self._lines(chunk))
+
+    def _lines(self, chunk: bytes) -> list[SseEvent]:
         if chunk.find(b"\n") == -1 and chunk.find(b"\r") == -1:
             self._line += chunk  # the middle of a long line: no rescanning
             self._check_size()
@@ -66,7 +74,7 @@ class SseParser:
         self._check_size()
         return out
 
-    def _whole_events(self, chunk: bytes) -> list[SseEvent]:
+    def _whole_events(self, chunk: bytes) -> Iterator[SseEvent]:
         """Events that start and end in this chunk (nothing pending, "\n" line ends only):
         one block of lines each; a skipped event's block is dropped after reading its name."""
         out: list[SseEvent] = []
@@ -85,7 +93,9 @@ class SseParser:
             for line in block.split(b"\n"):
                 self._take_line(line, out)
             self._take_line(b"", out)
-        return out
+            if out:
+                yield from out
+                out.clear()
 
     def close(self) -> list[SseEvent]:
         """The end of the stream: a final line without its terminator still counts."""

@@ -110,3 +110,15 @@ def test_any_split_teaches_the_observer_the_same(which: str, cuts: list[int]) ->
     bounds = sorted({c % (len(stream) + 1) for c in cuts})
     pieces = [stream[a:b] for a, b in zip([0, *bounds], [*bounds, len(stream)], strict=True)]
     assert observed(pieces, which) == unskipped(stream, which)
+
+
+def test_events_are_produced_as_consumed_so_the_observer_can_drop_the_rest() -> None:
+    obs = Observer("chat")
+    parser = SseParser(ignorable=obs.ignorable)
+    piece = b"".join(CHAT[:3])  # three whole events in one piece (a batch)
+    parsed = []
+    for ev in parser.events(piece):
+        parsed.append(ev)
+        obs.event(ev.event, ev.data)
+    assert len(parsed) == 1  # the first taught id and model; the two text chunks were dropped
+    assert obs.response_id == "chatcmpl-1"
