@@ -16,7 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,14 +201,18 @@ def _percentile(values: list[float], q: float) -> float:
 class Pair:
     """The no-op proxy and the stickyroute proxy, with one keep-alive client each."""
 
-    def __init__(self, fake: str, workdir: Path, stack: ExitStack) -> None:
+    def __init__(self, fake: str, workdir: Path, stack: ExitStack,
+                 sticky: Sequence[str | Path] = (STICKY_ADDON,),
+                 env: Mapping[str, str] | None = None) -> None:
+        """`sticky`: the scripts of the stickyroute proxy (another checkout's addon/sticky.py
+        to compare with, extra measuring addons); `env`: for both mitmdumps."""
         accounts = accounts_file(workdir / "accounts-overhead.yaml", KEYS)
         redirect = {"fake_upstream": fake}
         self.noop = stack.enter_context(Mitmdump([NOOP_ADDON, REDIRECT_ADDON], redirect,
-                                                 confdir=workdir / "mitm-noop"))
+                                                 confdir=workdir / "mitm-noop", env=env))
         self.sticky = stack.enter_context(Mitmdump(
-            [STICKY_ADDON, REDIRECT_ADDON], {"sticky_accounts": str(accounts), **redirect},
-            confdir=workdir / "mitm-sticky"))
+            [*sticky, REDIRECT_ADDON], {"sticky_accounts": str(accounts), **redirect},
+            confdir=workdir / "mitm-sticky", env=env))
         self.clients = {name: stack.enter_context(raw_client(proxy, timeout=120))
                         for name, proxy in (("noop", self.noop), ("sticky", self.sticky))}
         self.pids = {"noop": self.noop.proc.pid, "sticky": self.sticky.proc.pid}  # type: ignore[union-attr]

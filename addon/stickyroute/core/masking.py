@@ -54,6 +54,8 @@ def _masked_fields(fields: tuple[tuple[bytes, bytes], ...], names: Iterable[str]
     """mask_headers on raw fields, with the result mitmproxy's get and set give: a name's
     values fold into one (", "), whose masked form replaces the first field, the others go."""
     wanted = {name.lower().encode("utf-8", "surrogateescape") for name in names}
+    if all(value.find(_MARK_BYTES) != -1 for name, value in fields if name.lower() in wanted):
+        return fields, 0  # all masked already (the answer's look, after the request's)
     folded: dict[bytes, list[bytes]] = {}
     for name, value in fields:
         if (low := name.lower()) in wanted:
@@ -64,7 +66,7 @@ def _masked_fields(fields: tuple[tuple[bytes, bytes], ...], names: Iterable[str]
         if not is_masked(text):
             replace[low] = masked(alias, text).encode("utf-8", "surrogateescape")
     if not replace:
-        return fields, 0  # (the answer's look, after the request's: nothing left)
+        return fields, 0
     out: list[tuple[bytes, bytes]] = []
     done: set[bytes] = set()
     for name, value in fields:
