@@ -219,9 +219,14 @@ def _chat_text_only(data: bytes) -> bool:
     Byte searches, no parsing. A quote inside a JSON string is escaped, so these spellings only
     match real keys; another spelling (spaces after the colon) means "parse it".
     """
+    if data.endswith(_USUAL_TAIL):  # OpenAI's own chunk: one search left (a duplicate
+        return data.count(b'"finish_reason"') == 1  # "usage" key parses as its last: null)
     unfinished = data.count(b'"finish_reason":null')
     return (unfinished > 0 and unfinished == data.count(b'"finish_reason"')
             and data.count(b'"usage"') == data.count(b'"usage":null'))
+
+
+_USUAL_TAIL = b'"finish_reason":null}],"usage":null}'  # (stream_options.include_usage)
 
 
 def _loads(data: str | bytes) -> dict[str, Any] | None:

@@ -39,6 +39,7 @@ class SseParser:
         self.skip = frozenset(skip)
         self.ignorable = ignorable
         self._skip_bytes = frozenset(name.encode() for name in self.skip)
+        self._last_skipped = b""  # the event line of the last event skipped by name
         self._line = bytearray()  # an incomplete line
         self._event = ""
         self._data: list[str] = []
@@ -78,13 +79,18 @@ class SseParser:
         """Events that start and end in this chunk (nothing pending, "\n" line ends only):
         one block of lines each; a skipped event's block is dropped after reading its name."""
         out: list[SseEvent] = []
+        last = self._last_skipped
         for block in chunk[:-2].split(b"\n\n"):
+            if last and block.startswith(last) and block.find(b"\nevent:", len(last) - 1) == -1:
+                continue  # the same skipped name as before (a long answer's text deltas)
             if self._skip_bytes and block.startswith(b"event:"):
                 end = block.find(b"\n")
                 name = block[6:end] if end != -1 else block[6:]
                 if name.startswith(b" "):
                     name = name[1:]
                 if name in self._skip_bytes and block.find(b"\nevent:") == -1:
+                    if end != -1:
+                        last = self._last_skipped = block[:end + 1]  # "event: NAME\n"
                     continue  # its only event line names it: nobody reads it
             elif self.ignorable is not None and block.startswith(b"data:") and block.find(
                     b"\n") == -1:
