@@ -72,13 +72,22 @@ def _meta(mode: str, load_before: float) -> dict[str, str]:
 
 
 PROFILE_NOTE = (
-    "Where the CPU goes (py-spy on both mitmdumps while the overhead rows run; see "
-    "docs/bench.md): per request, stickyroute's fixed cost is its log line through mitmproxy's "
-    "termlog handler (about half), header lookups (mitmproxy's Headers.get is a linear, "
-    "case-folding scan; identify asks for ~12 names) and routing; per byte, the body searches "
-    "of peek.body_needed (~1 ms per MB per pass, 2-3 passes) and, for zstd bodies, decoding "
-    "them, which the no-op proxy never does. json.loads, the biggest cost before, now runs "
-    "only for bodies something reads."
+    "Where the CPU goes (python -m bench.profile: perf on both mitmdumps while the overhead "
+    "rows run, and each hook's CPU inside the proxy; docs/bench.md has the profiles before "
+    "and after): per request, stickyroute's own code is spread over ~50 functions, none above "
+    "~0.5% of mitmdump's CPU; the largest pieces are the answer hook (its JSON body parsed "
+    "for usage and chain ids, the log line through mitmproxy's termlog: a LogRecord, a "
+    "timestamp and two unbuffered writes) and the request hook (routing, credentials, the "
+    "kept copy). Code that costs X µs in a hot loop (python -m bench.hooks) costs 3-4X here, "
+    "between mitmproxy's own work. Per byte: for zstd Responses bodies, decoding (~0.6 ms "
+    "per MB, which the no-op proxy never does) and two searches of peek.body_needed (~0.4 ms "
+    "per MB); Chat bodies named by a header are not decoded at all."
+)
+SCALE_NOTE = (
+    "Pin memory: the key string (~97 B for a 56-character key), the Pin (15 slots, 152 B), "
+    "its time (24 B) and the session dict's entry; creation order is the dict's own order "
+    "and use order a list linked through the pins, so no OrderedDict node or creation-order "
+    "deque entry per pin."
 )
 
 
@@ -108,7 +117,8 @@ def _notes(econ: list[economics.ScenarioResult], plan: Plan) -> list[str]:
         "tokens of JSON unstreamed). The headers name the session, so stickyroute needs "
         "nothing from these bodies and does not parse them (peek.body_needed). Bodies that "
         "carry chain state (reasoning items, previous_response_id) or name no session in a "
-        "header are parsed: add the json.loads time (~1.5 ms per 100 KB on this machine).",
+        "header are parsed: add the json.loads time (~0.1 ms per 100 KB in a hot loop here, "
+        "several times that inside the proxy).",
     ]
     by = {r.name: r for r in econ}
     if "a" in by and "c" in by and by["a"].share_from(1):
@@ -120,6 +130,7 @@ def _notes(econ: list[economics.ScenarioResult], plan: Plan) -> list[str]:
             "cold on their account. A strategy that places new sessions by system-prompt "
             "prefix could close part of it; pinning itself loses nothing.")
     notes.append(PROFILE_NOTE)
+    notes.append(SCALE_NOTE)
     if "d" in by and by["d"].client_errors:
         notes.append(f"(d) on this commit: {by['d'].client_errors} error answers reached "
                      "clients: the proxy passes the failing account's 429s through "
