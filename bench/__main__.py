@@ -28,7 +28,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 @dataclass(frozen=True)
 class Mode:
     plan: Plan
-    requests: dict[str, int]  # overhead: requests per body size (each encoding)
+    requests: dict[str, int]  # overhead: requests per cell, by body size
     stream_tokens: int
     stream_repeats: int
     table_sizes: list[int]
@@ -36,11 +36,15 @@ class Mode:
     scenarios: str = "abcdef"
     encodings: tuple[str, ...] = ("identity", "zstd")
 
+    @property
+    def cells(self) -> list[tuple[overhead.Cell, int]]:
+        return overhead.matrix(self.requests, self.encodings)
+
 
 MODES = {
     "full": Mode(Plan(conversations=24, turns=8, accounts=3, fault_requests=16,
                       prefix_conversations=48, prefix_turns=4),
-                 {"1 KB": 300, "100 KB": 300, "1 MB": 60}, 200_000, 3,
+                 {"1 KB": 200, "100 KB": 200, "1 MB": 60}, 200_000, 3,
                  [10_000, 100_000, 1_000_000]),
     "quick": Mode(Plan(conversations=9, turns=5, accounts=3, fault_requests=6,
                        prefix_conversations=24, prefix_turns=3),
@@ -76,13 +80,22 @@ def _meta(mode: str, load_before: float) -> dict[str, str]:
 
 
 PROFILE_NOTE = (
-    "Where the CPU goes (py-spy on both mitmdumps while the overhead rows run; see "
-    "docs/bench.md): per request, stickyroute's fixed cost is its log line through mitmproxy's "
-    "termlog handler (about half), header lookups (mitmproxy's Headers.get is a linear, "
-    "case-folding scan; identify asks for ~12 names) and routing; per byte, the body searches "
-    "of peek.body_needed (~1 ms per MB per pass, 2-3 passes) and, for zstd bodies, decoding "
-    "them, which the no-op proxy never does. json.loads, the biggest cost before, now runs "
-    "only for bodies something reads."
+    "Where the CPU goes (python -m bench.profile: perf on both mitmdumps while the overhead "
+    "rows run, and each hook's CPU inside the proxy; docs/bench.md has the profiles before "
+    "and after): per request, stickyroute's own code is spread over ~50 functions, none above "
+    "~0.5% of mitmdump's CPU; the largest pieces are the answer hook (its JSON body parsed "
+    "for usage and chain ids, the log line through mitmproxy's termlog: a LogRecord, a "
+    "timestamp and two unbuffered writes) and the request hook (routing, credentials, the "
+    "kept copy). Code that costs X µs in a hot loop (python -m bench.hooks) costs 3-4X here, "
+    "between mitmproxy's own work. Per byte: for zstd Responses bodies, decoding (~0.6 ms "
+    "per MB, which the no-op proxy never does) and two searches of peek.body_needed (~0.4 ms "
+    "per MB); Chat bodies named by a header are not decoded at all."
+)
+SCALE_NOTE = (
+    "Pin memory: the key string (~97 B for a 56-character key), the Pin (15 slots, 152 B), "
+    "its time (24 B) and the session dict's entry; creation order is the dict's own order "
+    "and use order a list linked through the pins, so no OrderedDict node or creation-order "
+    "deque entry per pin."
 )
 
 
@@ -107,11 +120,15 @@ def _notes(econ: list[economics.ScenarioResult], plan: Plan,
         "Overhead latency is measured by the client, the proxies alternating request by "
         "request; on a shared, loaded machine p99 differences of a few ms are noise. CPU is "
         "the proxy process's own run time (/proc schedstat), the steadier number.",
-        "Bodies in the overhead rows are Codex-shaped (session-id header, prompt_cache_key, "
-        "store false, include) with message items only, so stickyroute needs nothing from "
-        "the body and skips parsing it (peek.body_needed). Bodies that carry chain state "
-        "(reasoning items, previous_response_id) or lack a session header are parsed: add "
-        "the json.loads time (~1.5 ms per 100 KB on this machine) to those.",
+        "Overhead rows: Codex-shaped Responses bodies (session-id header, prompt_cache_key, "
+        "store false, include, message items) and Chat Completions bodies (an "
+        "x-session-affinity header, system + user/assistant messages), each plain and "
+        "streamed (stream: true; the answer is 200 tokens in ~50 SSE text deltas, against 20 "
+        "tokens of JSON unstreamed). The headers name the session, so stickyroute needs "
+        "nothing from these bodies and does not parse them (peek.body_needed). Bodies that "
+        "carry chain state (reasoning items, previous_response_id) or name no session in a "
+        "header are parsed: add the json.loads time (~0.1 ms per 100 KB in a hot loop here, "
+        "several times that inside the proxy).",
     ]
     by = {r.name: r for r in econ}
     if "a" in by and "c" in by and by["a"].share_from(1):
@@ -141,6 +158,7 @@ def _notes(econ: list[economics.ScenarioResult], plan: Plan,
             "of the gain over windows ignored; headroom's order then spreads like round-robin "
             "(it shares an account's room by the requests running there).")
     notes.append(PROFILE_NOTE)
+    notes.append(SCALE_NOTE)
     if "d" in by and by["d"].client_errors:
         notes.append(f"(d) on this commit: {by['d'].client_errors} error answers reached "
                      "clients: the proxy passes the failing account's 429s through "
@@ -165,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     prefixes: list[economics.ScenarioResult] = []
     windows: list[limits.LimitsResult] = []
     bodies: list[overhead.BodyResult] = []
-    stream = None
+    streams: list[overhead.StreamResult] = []
     table: list[scale.ScaleResult] = []
     with tempfile.TemporaryDirectory(prefix="stickyroute-bench-") as tmp:
         work = Path(tmp)
@@ -180,14 +198,14 @@ def main(argv: list[str] | None = None) -> int:
                 windows = limits.run(mode.limits, work)
         if "overhead" in sections:
             _say("overhead: no-op vs stickyroute")
-            bodies, stream = overhead.run(work, mode.requests, mode.stream_tokens,
-                                          mode.stream_repeats, mode.encodings)
+            bodies, streams = overhead.run(work, mode.cells, mode.stream_tokens,
+                                           mode.stream_repeats)
         if "scale" in sections:
             _say("pin table scale")
             accounts = accounts_file(work / "accounts-scale.yaml",
                                      {f"sk-bench-{i}": f"acct-{i}" for i in range(3)})
             table = scale.run(mode.table_sizes, accounts)
-    text = report.markdown(_meta(name, load_before), econ, mode.plan.accounts, bodies, stream,
+    text = report.markdown(_meta(name, load_before), econ, mode.plan.accounts, bodies, streams,
                            table, _notes(econ, mode.plan, prefixes, windows, mode.limits),
                            prefixes, windows)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,9 @@ class StickyProbe:
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.request.pretty_host != PROBE_HOST:
             return
-        state: State = ctx.master.addons.get("stickyroute").state
-        kept = ctx.master.addons.get("failover").kept
+        sticky = ctx.master.addons.get("stickyroute").parts  # addons/dispatch.py
+        state: State = sticky.state
+        kept = sticky.failover.kept
         now = state.clock()
         path = flow.request.path
         if path.startswith("/enable/"):

@@ -66,5 +66,8 @@ def build(state: State | None = None) -> Addons:
 
 
 def make_addons() -> list[object]:
-    """The addons `addon/sticky.py` hands to mitmproxy."""
-    return list(build())
+    """What `addon/sticky.py` hands to mitmproxy: build()'s addons behind one Dispatch (each
+    hook looked up once, not per addon and event; addons/dispatch.py)."""
+    from .addons.dispatch import Dispatch
+
+    return [Dispatch(build())]

@@ -18,7 +18,12 @@ def test_bench_smoke_writes_the_report(tmp_path: Path) -> None:
     for heading in ("## Targets", "## Cache economics", "## Overhead", "## Pin table scale"):
         assert heading in text
     assert "| (a) one account, direct | " in text and "| (d) proxy, default" in text
-    assert "| 1 KB | zstd | 4 |" in text
+    for api in ("responses", "chat"):  # every API, streamed and not
+        for streamed in ("no", "yes"):
+            assert f"| {api} | {streamed} | 1 KB | zstd | 4 |" in text
+    assert "SSE: one streamed Chat Completions answer" in text
+    assert "| CPU added per request ≤ 10% (1 KB and 100 KB) |" in text
+    assert "| SSE throughput ≥ 90% of the no-op proxy's |" in text
     assert "| 2,000 |" in text
     # (e) and (f): each of their runs reported, and their target rows
     for row in ("| one account, direct (the ceiling) | ", "| proxy, placed by prompt prefix",

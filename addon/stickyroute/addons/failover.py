@@ -42,6 +42,7 @@ from typing import cast
 
 from mitmproxy import connection, ctx, http
 
+from stickyroute.core.headers import field
 from stickyroute.core.logins import after_refusal
 from stickyroute.core.outcome import Kind, Outcome, classify
 from stickyroute.core.stop import connection_outcome
@@ -84,8 +85,8 @@ class Failover:
         note_windows(self.state, meta["account"], from_headers(flow.response.headers, now), now)
         if flow.response.status_code >= 400 or RETRY in flow.metadata:
             flow.response.stream = False  # hold it back: it may be replaced (see above)
-        elif not flow.response.stream and flow.response.headers.get(
-                "content-type", "").startswith("text/event-stream"):
+        elif not flow.response.stream and (field(flow.response.headers, "content-type")
+                                           or "").startswith("text/event-stream"):
             flow.response.stream = True  # tokens reach the client as they come
 
     async def response(self, flow: http.HTTPFlow) -> None:

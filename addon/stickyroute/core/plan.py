@@ -28,6 +28,7 @@ from stickyroute.config.oauth import Tokens, chatgpt_account_id
 from stickyroute.config.settings import Settings
 
 from . import peek, rewrite
+from .bodycap import decoded_body
 from .chains import ChainMap, continue_session, unknown_previous
 from .choose import Affinity, Chooser, decide
 from .classify import Endpoint, Route
@@ -76,13 +77,14 @@ class Incoming:
     """A request as the glue read it off the flow (step 1 done: it is for an account host)."""
 
     route: Route
-    headers: Mapping[str, str]
-    raw: bytes | None  # the decoded body; None when it must not or need not be looked at
+    headers: Mapping[str, str]  # lower-cased names (headers.lowered)
+    raw: bytes | None  # the body as sent (content-encoded); None: it is not to be looked at
     client: str  # the client namespace (gate client, or a hash of the client's credential)
     gate: Client | None = None  # the gate client, whose allowed accounts bound the choice
     attempt: int = 0  # failover's retry number (0: the client's own request)
     exclude: frozenset[str] = frozenset()  # aliases a retry must not use again
     has_body: bool = False  # the request carries a body (worth keeping for a retry)
+    encoding: str = ""  # the body's Content-Encoding
 
     @property
     def namespace(self) -> str:
@@ -96,6 +98,7 @@ class Reading(NamedTuple):
     body: dict[str, Any] | None
     responses: bool  # an OpenAI/ChatGPT Responses request: chain state, injected fields
     prefix: Prefix | None = None  # a new conversation's prompt prefix (headroom placement)
+    raw: bytes | None = None  # the decoded body, when something looked at it
 
 
 class Claim(NamedTuple):
@@ -173,20 +176,24 @@ def read(incoming: Incoming, settings: Settings,
     responses = route.endpoint is Endpoint.RESPONSES and route.provider in ("openai", "chatgpt")
     by_prefix = (pinned if settings.enabled and settings.strategy == "headroom" else None)
     new = by_prefix is not None and (session is None or not by_prefix(session.key))
-    body = prefix = None
-    if incoming.raw is not None and peek.body_needed(
-            incoming.raw, identify_from_body=settings.enabled and session is None,
-            responses=responses, inject_cache_key=settings.inject_cache_key,
-            inject_include=settings.inject_include, place_new=new):
-        body = rewrite.parse_object(incoming.raw)
-        if settings.enabled and session is None:
+    from_body = settings.enabled and session is None
+    body = raw = prefix = None
+    # Decoding a compressed body costs about what searching it does: only for a reader.
+    if incoming.raw is not None and (from_body or responses or new):
+        raw = decoded_body(incoming.raw, incoming.encoding)
+    if raw is not None and peek.body_needed(
+            raw, identify_from_body=from_body, responses=responses,
+            inject_cache_key=settings.inject_cache_key, inject_include=settings.inject_include,
+            place_new=new):
+        body = rewrite.parse_object(raw)
+        if from_body:
             session = identify(route.provider, headers, body, settings.session_headers,
                                client=incoming.client)
             new = new and session is not None and by_prefix is not None and not by_prefix(
                 session.key)
         if new and body is not None and session is not None:
             prefix = prefix_of(route.provider, body, settings.openai_cache_ttl)
-    return Reading(session, body, responses, prefix)
+    return Reading(session, body, responses, prefix, raw)
 
 
 NOTHING_ASKED = Waited()
@@ -256,7 +263,7 @@ def plan(incoming: Incoming, reading: Reading, tables: Tables, now: float,
                                                          "login to sign with"))
             # a refresh gave a token already past its expiry: the provider has the last word
         tokens = login.tokens
-    new_body, injected, dropped = _edits(incoming, reading, body, session, pin,
+    new_body, injected, dropped = _edits(reading, body, session, pin,
                                          decision.affinity is Affinity.MOVED, s)
     return Plan(
         account=account,
@@ -294,14 +301,14 @@ def _cold_and_unwelcome(tables: Tables, session: SessionId | None, pin: Pin, ttl
                   available=tables.health.available(alias, now))
 
 
-def _edits(incoming: Incoming, reading: Reading, body: dict[str, Any] | None,
+def _edits(reading: Reading, body: dict[str, Any] | None,
            session: SessionId | None, pin: Pin | None, moved: bool,
            s: Settings) -> tuple[bytes | None, tuple[str, ...], tuple[str, ...]]:
     """Step 4's body edits on OpenAI Responses bodies: (new body, fields added, items dropped).
 
     (peek parses every body holding a reasoning item: none unparsed has one to drop)
     """
-    raw = incoming.raw
+    raw = reading.raw
     if body is None or raw is None or not reading.responses:
         return None, (), ()
     new: bytes | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Iterable, MutableMapping
-from typing import Any
+from typing import Any, Protocol, cast
 
 # Every header a client may authenticate itself with: none of them may reach the provider.
 CLIENT_CREDENTIALS = (
@@ -25,18 +25,54 @@ CLIENT_CREDENTIALS = (
     "cookie",
     "x-sticky-session",
 )
+_CREDENTIAL_BYTES = frozenset(name.encode() for name in CLIENT_CREDENTIALS)
+
+
+class _RawFields(Protocol):
+    """mitmproxy's Headers: `fields`, its documented raw (name, value) byte pairs."""
+
+    fields: tuple[tuple[bytes, bytes], ...]
+
+
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 
 
 def set_credentials(headers: MutableMapping[str, str],
                     credentials: Iterable[tuple[str, str]]) -> None:
     """Drop every client credential header, then set the account's."""
-    present = {name.lower() for name in headers}  # one pass: lookups in mitmproxy's are O(n)
+    fields = getattr(headers, "fields", None)  # mitmproxy's raw (name, value) byte pairs
+    if isinstance(fields, tuple):
+        cast(_RawFields, headers).fields = _signed(fields, credentials)
+        return
+    present = {name.lower() for name in headers}
     for name in CLIENT_CREDENTIALS:
         if name in present:
             del headers[name]
     for name, value in credentials:
         headers[name] = value
+
+
+def _signed(fields: tuple[tuple[bytes, bytes], ...], credentials: Iterable[tuple[str, str]]
+            ) -> tuple[tuple[bytes, bytes], ...]:
+    """set_credentials on raw fields in one pass, with the result mitmproxy's del and set give
+    (each of which scans and rebuilds them): a credential that stays is set where the client
+    had it, the others come last."""
+    wanted = {name.lower().encode("utf-8", "surrogateescape"):
+              (name.encode("utf-8", "surrogateescape"), value.encode("utf-8", "surrogateescape"))
+              for name, value in credentials}
+    out: list[tuple[bytes, bytes]] = []
+    placed: set[bytes] = set()
+    for name, value in fields:
+        low = name.lower()
+        if low in _CREDENTIAL_BYTES or low in placed:
+            continue
+        if low in wanted:
+            out.append((name, wanted[low][1]))
+            placed.add(low)
+        else:
+            out.append((name, value))
+    out += [field for low, field in wanted.items() if low not in placed]
+    return tuple(out)
 
 
 def cache_key_for(session_key: str) -> str:

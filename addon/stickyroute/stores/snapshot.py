@@ -94,10 +94,12 @@ def _pin(row: Any, index: list[int] | None, width: int) -> Pin | None:
     if type(session) is not str or type(alias) is not str:
         return None
     try:
-        return Pin(session, alias, float(created), float(last_used), int(requests), int(t_in),
-                   int(t_out), int(t_cached), int(cost), int(moves))
+        pin = Pin(session, alias, float(created), float(last_used), int(requests), int(t_in),
+                  int(t_out), int(t_cached), int(cost))
+        pin.count_moves(int(moves))
     except (TypeError, ValueError, OverflowError):
         return None
+    return pin
 
 
 SAVED_COUNTERS = tuple(f.name for f in dataclasses.fields(AccountStats) if f.name != "inflight")

@@ -30,6 +30,7 @@ from stickyroute.core.plan import (
 from stickyroute.core.rewrite import cache_key_for
 from stickyroute.state import State
 from stickyroute.stores.base import MemoryStore
+from stickyroute.stores.snapshot import pin_row
 from tests.helpers import ACCOUNTS, Clock
 
 CLIENT = "c1"
@@ -63,7 +64,7 @@ def step(st: State, inc: Incoming, waited: Waited = NOTHING_ASKED):
 
 def tables(st: State) -> tuple:
     """Everything planning could write: pins (with their counters), chains, ledger, health."""
-    pins = [dataclasses.astuple(p) for p in st.pins]
+    pins = [pin_row(p) for p in st.pins]  # (the pin's own fields: pins link to each other)
     ledger = {a: dataclasses.astuple(st.ledger[a]) for a in ("oa", "ob", "an")}
     return pins, st.chains.export_state(), ledger, st.health.export_state()
 
