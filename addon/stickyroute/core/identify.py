@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from stickyroute.config.oauth import jwt_claims
+
 OVERRIDE_HEADER = "x-sticky-session"
 SESSION_HEADERS: tuple[str, ...] = (
     "x-claude-code-session-id",
@@ -76,7 +78,8 @@ def short_form(key: str) -> str:
 
 
 def client_identity(headers: Mapping[str, str]) -> str:
-    """A short hash of the credential the client itself sent ('anon' when none)."""
+    """A short hash of what identifies the client: the credential it sent, or for a logged-in
+    CLI what stays the same when it refreshes its own login ('anon' when it sent none)."""
     for name in CLIENT_CREDENTIAL_HEADERS:
         value = headers.get(name)
         if value:
@@ -89,7 +92,35 @@ def _fingerprint(value: str) -> str:
     # Remembered: every request of a client sends the same credential, and hashlib's sha256
     # goes through OpenSSL's algorithm lookup each time (~20 µs in a busy mitmdump). The
     # cache is process memory, like the flows holding the same header; nothing writes it out.
-    return hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:12]
+    basis = _login_identity(value) or value
+    return hashlib.sha256(basis.encode("utf-8", "replace")).hexdigest()[:12]
+
+
+ANTHROPIC_OAUTH = "sk-ant-oat"  # Claude Code's OAuth access tokens (opaque, rotating)
+
+
+def _login_identity(value: str) -> str | None:
+    """What stays the same across a logged-in CLI's own token refreshes, or None.
+
+    A CLI logged in with OAuth (Codex with a ChatGPT login, Claude Code with a Claude login)
+    sends an access token that changes every few hours; hashed as it is, its conversations
+    would lose their pins at every refresh. A JWT (ChatGPT) names its user: issuer and subject,
+    read unverified — they only choose a namespace for session ids, never grant anything.
+    Claude's tokens are opaque: its logged-in clients share one namespace, whose session ids
+    (UUIDs in X-Claude-Code-Session-Id) do not collide.
+    """
+    scheme, _, token = value.partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else value.strip()
+    if token.startswith(ANTHROPIC_OAUTH):
+        return "login:anthropic"
+    if token.count(".") != 2:
+        return None  # an API key or another opaque credential: itself
+    claims = jwt_claims(token)
+    subject = claims.get("sub") if claims else None
+    if not isinstance(subject, str) or not subject:
+        return None
+    issuer = claims.get("iss") if claims else None
+    return f"login:{issuer if isinstance(issuer, str) else ''}:{subject}"
 
 
 def namespaced(provider: str, client: str, value: str) -> str:

@@ -114,3 +114,36 @@ def test_odd_bodies_never_raise(body):
     # a session header still names the conversation, whatever the body holds
     named = identify("openai", Headers([(b"session-id", b"s-1")]), body)
     assert named is not None and named.key.endswith("/s-1") and named.source == "header:session-id"
+
+
+# ---- a logged-in CLI keeps its namespace when it refreshes its own login ----------------------
+
+def _jwt(claims: dict) -> str:
+    import base64
+
+    def part(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256'})}.{part(claims)}.c2ln"
+
+
+def test_a_chatgpt_login_is_known_by_its_user_across_token_refreshes():
+    from stickyroute.core.identify import client_identity
+
+    old = _jwt({"iss": "https://auth.openai.com", "sub": "user-1", "exp": 1})
+    new = _jwt({"iss": "https://auth.openai.com", "sub": "user-1", "exp": 2})
+    other = _jwt({"iss": "https://auth.openai.com", "sub": "user-2", "exp": 2})
+    ids = [client_identity({"authorization": f"Bearer {t}"}) for t in (old, new, other)]
+    assert ids[0] == ids[1] != ids[2]
+
+
+def test_claude_logins_share_one_namespace_and_api_keys_keep_their_own():
+    from stickyroute.core.identify import client_identity
+
+    claude = {client_identity({"authorization": f"Bearer sk-ant-oat01-{n}"}) for n in "abc"}
+    assert len(claude) == 1
+    keys = {client_identity({"x-api-key": k}) for k in ("sk-ant-api03-a", "sk-ant-api03-b")}
+    assert len(keys) == 2 and not keys & claude
+    # a JWT-looking value without a subject, or not a JWT at all, is itself
+    assert client_identity({"authorization": "Bearer a.b.c"}) != client_identity(
+        {"authorization": "Bearer a.b.d"})
