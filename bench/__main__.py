@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                            prefixes, windows)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.md").write_text(text)
-    png = report.plot(econ, args.out / "cache_by_turn.png") if econ else None
+    runs = [*econ, *prefixes]
+    png = report.plot(runs, args.out / "cache_by_turn.png") if runs else None
     print(text)
     _say(f"wrote {args.out / 'latest.md'}" + (f" and {png}" if png else ""))
     return 0

@@ -214,19 +214,23 @@ def plot(econ: list[ScenarioResult], path: Path) -> Path | None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     for r in econ:
         turns = range(1, len(r.cache_by_turn) + 1)
-        ax.plot(turns, [100 * x for x in r.cache_by_turn], marker="o", label=f"({r.name}) "
-                f"{r.title}")
-    ax.set_xlabel("turn")
-    ax.set_ylabel("cached share of prompt tokens (%)")
+        shared = r.name.startswith("e/")  # the shared-prompt workload: its own line style
+        ax.plot(turns, [100 * x for x in r.cache_by_turn], marker="s" if shared else "o",
+                linestyle="--" if shared else "-", label=f"({r.name}) {r.title}")
+    ax.set_xlabel("turn of the conversation")
+    ax.set_ylabel("prompt tokens read from the cache (%)")
     ax.set_ylim(0, 100)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # turns are whole numbers
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("stickyroute bench: prompt-cache hits per turn")
+    ax.set_title("Prompt-cache hits per turn, every scenario of the run (just bench)",
+                 fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -20,6 +21,8 @@ CHROMIUM = os.environ.get("STICKY_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = REPO / "test-artifacts"
+PICTURE = REPO / "docs" / "images" / "dashboard.png"  # the README's picture of the dashboard
+CHANGED = 0.02  # mean difference (0..1) of the downscaled pictures that counts as a new look
 TOKEN = "browser-admin-token-1"
 SYSTEM = "You are a careful assistant who answers briefly. " * 120  # long enough to be cached
 
@@ -98,6 +101,7 @@ def test_dashboard_shows_a_live_run_and_evicts(browser: Any, live: Any) -> None:
     page.wait_for_function("() => history_.length >= 3", timeout=15_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    keep_the_readme_picture_current(ARTIFACTS / "dashboard.png")
 
     target = next(i for i in ids if i.endswith("/conv-browser-2"))
     page.locator(f'#sessions tr[data-session="{target}"] button.evict').click()
@@ -132,3 +136,25 @@ def test_dashboard_asks_for_the_token_and_rejects_a_wrong_one(browser: Any, live
     page.click("#login button")
     page.wait_for_selector("#accounts tr[data-alias=oa]")
     assert page.locator("#login").is_hidden()
+
+
+def keep_the_readme_picture_current(shot: Path) -> None:
+    """The README shows the dashboard as this test sees it: when the page looks different from
+    the committed picture (its layout, not the live numbers), the picture is replaced, and
+    `git status` shows it to commit. Live figures change from run to run; a downscaled
+    comparison ignores them."""
+    from PIL import Image, ImageChops, ImageStat
+
+    def small(path: Path) -> Image.Image:
+        with Image.open(path) as img:
+            return img.convert("L").resize((96, 96))
+
+    if PICTURE.exists():
+        new, old = small(shot), small(PICTURE)
+        with Image.open(shot) as a, Image.open(PICTURE) as b:
+            same_size = a.size == b.size
+        difference = ImageStat.Stat(ImageChops.difference(new, old)).mean[0] / 255
+        if same_size and difference < CHANGED:
+            return
+    PICTURE.parent.mkdir(parents=True, exist_ok=True)
+    PICTURE.write_bytes(shot.read_bytes())
