@@ -7,6 +7,7 @@ venv := justfile_directory() / ".venv"
 py := venv / "bin" / "python"
 port := env_var_or_default("STICKY_PORT", "8080")
 listen := env_var_or_default("STICKY_LISTEN", "127.0.0.1")
+accounts := env_var_or_default("STICKY_ACCOUNTS", "accounts.yaml")
 
 # list recipes
 default:
@@ -25,13 +26,13 @@ setup:
       touch "$stamp"
     fi
 
-# run the proxy on 127.0.0.1:8080 (STICKY_LISTEN, STICKY_PORT) with accounts.yaml
+# run the proxy on 127.0.0.1:8080 (STICKY_LISTEN, STICKY_PORT) with accounts.yaml (STICKY_ACCOUNTS)
 run *ARGS: setup
-    "{{venv}}/bin/mitmdump" -s addon/sticky.py --set sticky_accounts=accounts.yaml --listen-host {{listen}} -p {{port}} {{ARGS}}
+    "{{venv}}/bin/mitmdump" -s addon/sticky.py --set sticky_accounts={{accounts}} --listen-host {{listen}} -p {{port}} {{ARGS}}
 
 # run mitmweb (flows with stickyroute comments) on 127.0.0.1:8080, UI on :8081
 web *ARGS: setup
-    "{{venv}}/bin/mitmweb" -s addon/sticky.py --set sticky_accounts=accounts.yaml --listen-host {{listen}} -p {{port}} {{ARGS}}
+    "{{venv}}/bin/mitmweb" -s addon/sticky.py --set sticky_accounts={{accounts}} --listen-host {{listen}} -p {{port}} {{ARGS}}
 
 # copy a Codex / Claude Code login into the token folder; prints the accounts-file stanza
 import ALIAS FILE *ARGS: setup

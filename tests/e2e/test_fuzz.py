@@ -2,7 +2,7 @@
 
 0 crashes (the proxy answers all of them and is still up), 0 tracebacks in its output, no
 account credential and no masked value to anything but an account host, and the memory of the
-mitmdump process bounded although zstd/gzip/br/deflate bombs of 256 MiB go through it.
+mitmdump process bounded although zstd/gzip/br/deflate bombs of 64 MiB go through it.
 """
 
 from __future__ import annotations

@@ -79,13 +79,14 @@ def test_pins_survive_restarts(fake_upstream: FakeUpstream, mitmdump_factory: Mi
 
 def test_chains_survive_a_restart(fake_upstream: FakeUpstream,
                                   mitmdump_factory: MitmdumpFactory, tmp_path: Path) -> None:
-    """No session header, no prompt_cache_key: only previous_response_id ties the turns."""
-    confdir = tmp_path / "conf"
+    """No session header, no prompt_cache_key: only previous_response_id ties the turns. The
+    state file is one the options name (a folder the store creates)."""
+    confdir, state = tmp_path / "conf", tmp_path / "sticky" / "state.json"
     last: dict[int, str] = {}
     for round_ in range(2):
         # a different strategy after the restart: only the saved chains can route right
         proxy = start(mitmdump_factory, fake_upstream, tmp_path, confdir,
-                      sticky_inject_cache_key=False,
+                      sticky_inject_cache_key=False, sticky_store=str(state),
                       sticky_strategy=("round-robin", "fill-first")[round_])
         with openai_client(proxy) as client:
             for conv in range(6):
@@ -96,6 +97,7 @@ def test_chains_survive_a_restart(fake_upstream: FakeUpstream,
     entries = fake_upstream.requests()
     assert len(entries) == 12 and all(e["status"] == 200 for e in entries), entries
     assert not any(e["error_code"] for e in entries)
+    assert state.exists() and not (confdir / "stickyroute-state.json").exists()
 
 
 def good_file() -> str:
