@@ -166,7 +166,7 @@ class Mitmdump:
                 raise RuntimeError(f"mitmdump exited with {self.proc.returncode}:\n{out}")
             if any(marker in out for marker in _LOAD_ERRORS):
                 raise RuntimeError(f"mitmdump reported an error while starting:\n{out}")
-            if _LISTENING.search(out) and _accepts(self.port) and self.ca_path.exists():
+            if _LISTENING.search(out) and accepts(self.port) and self.ca_path.exists():
                 return
             time.sleep(0.05)
         raise TimeoutError(f"mitmdump not ready after {timeout}s:\n{self.output()}")
@@ -210,7 +210,8 @@ class Mitmdump:
         self.stop()
 
 
-def _accepts(port: int) -> bool:
+def accepts(port: int) -> bool:
+    """Does something accept connections on 127.0.0.1:port?"""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return True

@@ -23,7 +23,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.harness import REPO
+from devtools.harness import REPO, accepts
 from stickyroute.config.settings import OPTIONS
 
 README = REPO / "README.md"
@@ -108,17 +107,9 @@ def _assert_routed_and_pinned(log: Path) -> None:
     assert all((t["affinity"], t["alias"]) == ("hit", first["alias"]) for t in later), text
 
 
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 def test_the_runnable_blocks_run_as_written(tmp_path: Path) -> None:
     runnable = [b for b in BLOCKS if "runnable" in b.options]
-    busy = [p for b in runnable for p in _ports(b) if _accepts(p)]
+    busy = [p for b in runnable for p in _ports(b) if accepts(p)]
     if busy:
         pytest.fail(f"ports {busy} are in use: the README's commands need them free")
     home = tmp_path / "home"
@@ -144,7 +135,7 @@ def test_the_runnable_blocks_run_as_written(tmp_path: Path) -> None:
                 background.append((b, proc, log))
                 deadline = time.monotonic() + timeout
                 for port in _ports(b):
-                    while not _accepts(port):
+                    while not accepts(port):
                         if proc.poll() is not None or time.monotonic() > deadline:
                             pytest.fail(f"{b.where}: nothing listens on {port}:\n"
                                         f"{log.read_text(errors='replace')}")

@@ -53,15 +53,7 @@ def combined(found: Sequence[Hook]) -> Hook:
     """One hook calling `found` in order, as mitmproxy's invoke_addon calls them one by one."""
     if any(inspect.iscoroutinefunction(f) for f in found):
         async def all_async(*args: Any) -> None:
-            for f in found:
-                try:
-                    result = f(*args)
-                    if result is not None and inspect.isawaitable(result):
-                        await result
-                except _PASSED_ON:
-                    raise
-                except Exception:
-                    _failed(f)
+            await _each(found, args)
         return all_async
 
     def all_sync(*args: Any) -> Awaitable[None] | None:
@@ -87,14 +79,8 @@ def _failed(f: object) -> None:
     logger.exception("%s failed", getattr(f, "__qualname__", f))
 
 
-async def _rest(first: Awaitable[Any], rest: Sequence[Hook], args: tuple[Any, ...]) -> None:
-    try:
-        await first
-    except _PASSED_ON:
-        raise
-    except Exception:
-        _failed(first)
-    for f in rest:
+async def _each(hooks_: Sequence[Hook], args: tuple[Any, ...]) -> None:
+    for f in hooks_:
         try:
             result = f(*args)
             if result is not None and inspect.isawaitable(result):
@@ -103,3 +89,13 @@ async def _rest(first: Awaitable[Any], rest: Sequence[Hook], args: tuple[Any, ..
             raise
         except Exception:
             _failed(f)
+
+
+async def _rest(first: Awaitable[Any], rest: Sequence[Hook], args: tuple[Any, ...]) -> None:
+    try:
+        await first
+    except _PASSED_ON:
+        raise
+    except Exception:
+        _failed(first)
+    await _each(rest, args)
