@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
@@ -60,8 +61,8 @@ class RedisTokenShare:
         await self.client.eval(RELEASE_SCRIPT, 1, self.keys.login_lock(alias), owner)
 
     async def load(self, alias: str) -> SharedLogin | None:
-        data: dict[str, str] = await self.client.hgetall(  # type: ignore[assignment]
-            self.keys.login(alias))
+        # redis-py types hgetall for its sync and async clients at once: the async one awaits
+        data = await cast(Awaitable[dict[str, str]], self.client.hgetall(self.keys.login(alias)))
         return parse_shared(data) if data else None
 
     async def publish(self, alias: str, spent: str, login: SharedLogin) -> bool:
