@@ -142,12 +142,8 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
         if get(name) not in allowed:
             raise ValueError(f"Cannot parse {name} option: {get(name)!r} is not one of "
                              f"{', '.join(allowed)}")
-    if not 1 <= get("sticky_drain_at") <= 100:
-        raise ValueError("Cannot parse sticky_drain_at option: a percent from 1 to 100, "
-                         f"got {get('sticky_drain_at')}")
-    if not 1 <= get("sticky_openai_cache_ttl") <= 86400:
-        raise ValueError("Cannot parse sticky_openai_cache_ttl option: seconds from 1 to 86400, "
-                         f"got {get('sticky_openai_cache_ttl')}")
+    _within(get, "sticky_drain_at", 1, 100, "a percent")
+    _within(get, "sticky_openai_cache_ttl", 1, 86400, "seconds")
     headers = []
     for h in get("sticky_session_headers"):
         h = h.strip().lower()
@@ -158,17 +154,11 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
         store = parse_store(get("sticky_store"))
     except ValueError as e:
         raise ValueError(f"Cannot parse sticky_store option: {e}") from None
-    if not 1 <= get("sticky_store_timeout") <= 500:
-        raise ValueError("Cannot parse sticky_store_timeout option: milliseconds from 1 to 500, "
-                         f"got {get('sticky_store_timeout')}")
+    _within(get, "sticky_store_timeout", 1, 500, "milliseconds")
     if not get("sticky_store_prefix"):
         raise ValueError("Cannot parse sticky_store_prefix option: must not be empty")
-    if not 0 <= get("sticky_stop_grace") <= 3600:
-        raise ValueError("Cannot parse sticky_stop_grace option: seconds from 0 to 3600, got "
-                         f"{get('sticky_stop_grace')}")
-    if not 0 <= get("sticky_refresh_margin") <= 86400:
-        raise ValueError("Cannot parse sticky_refresh_margin option: seconds from 0 to 86400, "
-                         f"got {get('sticky_refresh_margin')}")
+    _within(get, "sticky_stop_grace", 0, 3600, "seconds")
+    _within(get, "sticky_refresh_margin", 0, 86400, "seconds")
     if not get("sticky_accounts"):
         raise ValueError("Cannot parse sticky_accounts option: a path is required")
     try:
@@ -198,6 +188,12 @@ def parse_settings(get: Callable[[str], Any]) -> Settings:
         admin=admin,
         admin_token=get("sticky_admin_token"),
     )
+
+
+def _within(get: Callable[[str], Any], name: str, low: int, high: int, unit: str) -> None:
+    if not low <= get(name) <= high:
+        raise ValueError(f"Cannot parse {name} option: {unit} from {low} to {high}, "
+                         f"got {get(name)}")
 
 
 def parse_store(spec: str) -> StoreSpec:

@@ -10,14 +10,26 @@ request asks for up to a dozen names. Repeated fields fold into one value joined
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol
 
 
-def lowered(headers: Mapping[str, str]) -> dict[str, str]:
+class RawFields(Protocol):
+    """mitmproxy's Headers: `fields`, its documented raw (name, value) byte pairs (code that
+    rewrites several fields sets them at once instead of scanning once per name)."""
+
+    fields: tuple[tuple[bytes, bytes], ...]
+
+
+def lowered(headers: Mapping[str, str], only: tuple[str, ...] = ()) -> dict[str, str]:
     """Every field of `headers` by lower-cased name, read in one pass (mitmproxy's raw
-    `fields` when it has them)."""
+    `fields` when it has them); `only`: just the names that start with one of these
+    lower-case prefixes (the rest is not even decoded)."""
     out: dict[str, str] = {}
     fields = getattr(headers, "fields", None)  # mitmproxy's (name, value) byte pairs
     if isinstance(fields, tuple):
+        if only:  # (apart: the loop every request takes stays as lean as it was)
+            prefixes = tuple(p.encode() for p in only)
+            fields = [(n, v) for n, v in fields if n.lower().startswith(prefixes)]
         for name, value in fields:
             # bytes.lower() folds ASCII only, as Headers does; the rest decodes as it does
             key = name.lower().decode("utf-8", "surrogateescape")
@@ -26,6 +38,8 @@ def lowered(headers: Mapping[str, str]) -> dict[str, str]:
         return out
     for name, text in headers.items():
         key = name.lower()
+        if only and not key.startswith(only):
+            continue
         out[key] = f"{out[key]}, {text}" if key in out else text
     return out
 

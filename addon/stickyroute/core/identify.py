@@ -33,7 +33,7 @@ CLIENT_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "proxy-authorization"
 # Claude Code's legacy metadata.user_id: user_<hash>_account_<uuid>_session_<uuid>
 _LEGACY_USER_ID = re.compile(r"_session_([0-9A-Za-z-]{8,})$")
 # Claude Code puts a per-request billing line first in its system prompt.
-_VOLATILE_PREFIXES = ("x-anthropic-billing-header",)
+VOLATILE_PREFIXES = ("x-anthropic-billing-header",)
 _MAX_ID_LEN = 256
 
 
@@ -253,6 +253,6 @@ def _text(content: Any) -> str:
             out.append(block)
         elif isinstance(block, dict):
             text = block.get("text")
-            if isinstance(text, str) and not text.startswith(_VOLATILE_PREFIXES):
+            if isinstance(text, str) and not text.startswith(VOLATILE_PREFIXES):
                 out.append(text)
     return "\n".join(out)

@@ -1,8 +1,9 @@
 """The live tokens of OAuth accounts: one mutable Login per account, read at signing time.
 
 Account values stay immutable; what changes while the proxy runs (the tokens, failed tries,
-a dead login's reason) lives here. Only the refresher replaces tokens; the glue reads
-`tokens(alias)` when it signs a request and `view(alias, now)` for the admin surface.
+a dead login's reason) lives here. Only the refresher replaces tokens; planning reads
+`get(alias)` when it signs a request (an expired token is refreshed first) and the admin
+surface `view(alias, now)`.
 `sync_health` makes account health follow the logins: a dead or missing login takes its
 account out of rotation (soft pins move, hard pins get a clear 503), a login that gets new
 tokens puts it back. Saved with the pins (a Section): which logins died, so a restart does

@@ -9,16 +9,12 @@ any header carrying one is dropped before a (replayed) request leaves the proxy.
 from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
-from typing import Protocol, cast
+from typing import cast
+
+from .headers import RawFields
 
 MARK = "[stickyroute:"
 _MARK_BYTES = MARK.encode()
-
-
-class _RawFields(Protocol):
-    """mitmproxy's Headers: `fields`, its documented raw (name, value) byte pairs."""
-
-    fields: tuple[tuple[bytes, bytes], ...]
 
 
 def masked(alias: str, value: str) -> str:
@@ -38,7 +34,7 @@ def mask_headers(headers: MutableMapping[str, str], names: Iterable[str], alias:
     if isinstance(fields, tuple):
         new, count = _masked_fields(fields, names, alias)
         if count:
-            cast(_RawFields, headers).fields = new
+            cast(RawFields, headers).fields = new
         return count
     count = 0
     for name in names:

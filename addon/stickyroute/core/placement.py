@@ -27,7 +27,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from .pins import Pin
 from .windows import DRAIN_MIN_MINUTES, WindowTable
 
 HEADROOM_STEP = 5.0  # percent (per request in flight): closer readings tie, sessions decide
@@ -122,11 +121,6 @@ def place[C: Candidate](
 
     best = min(pool, key=headroom)
     return Placement(best, "headroom" if known else "load")
-
-
-def pin_cache_ttl(pin: Pin, default: float) -> float:
-    """The cache lifetime the pin's last parsed request asked for, else the provider's."""
-    return pin.cache_ttl if pin.cache_ttl is not None else default
 
 
 def let_go(*, hard: bool, idle: float, cache_ttl: float, draining: bool,

@@ -21,13 +21,14 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from .identify import VOLATILE_PREFIXES
+
 ANTHROPIC_TTL = 300.0  # Anthropic's default cache lifetime ("5m")
 ANTHROPIC_LONG_TTL = 3600.0  # every cache_control asks ttl "1h"
 OPENAI_TTL = 600.0  # sticky_openai_cache_ttl's default: OpenAI keeps prefixes 5-10 min idle
 RETENTION_24H = 86400.0  # a request's prompt_cache_retention: "24h"
 MIN_PREFIX_CHARS = 4096  # ~1024 tokens: providers cache nothing shorter
 MAX_ENTRIES = 50_000  # (prefix, account) pairs remembered; ~10 MB at most
-_VOLATILE = ("x-anthropic-billing-header",)  # Claude Code's per-request line: never cached
 
 
 class Prefix(NamedTuple):
@@ -108,8 +109,9 @@ def _anthropic_blocks(body: Mapping[str, Any]) -> list[str] | None:
 
 
 def _volatile(block: Any) -> bool:
+    """Claude Code's per-request billing line (as identify skips it): never cached."""
     text = block.get("text") if isinstance(block, Mapping) else block
-    return isinstance(text, str) and text.startswith(_VOLATILE)
+    return isinstance(text, str) and text.startswith(VOLATILE_PREFIXES)
 
 
 def _canonical(value: Any) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Iterable, MutableMapping
-from typing import Any, Protocol, cast
+from typing import Any, cast
+
+from .headers import RawFields
 
 # Every header a client may authenticate itself with: none of them may reach the provider.
 CLIENT_CREDENTIALS = (
@@ -26,14 +28,6 @@ CLIENT_CREDENTIALS = (
     "x-sticky-session",
 )
 _CREDENTIAL_BYTES = frozenset(name.encode() for name in CLIENT_CREDENTIALS)
-
-
-class _RawFields(Protocol):
-    """mitmproxy's Headers: `fields`, its documented raw (name, value) byte pairs."""
-
-    fields: tuple[tuple[bytes, bytes], ...]
-
-
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 
 
@@ -42,7 +36,7 @@ def set_credentials(headers: MutableMapping[str, str],
     """Drop every client credential header, then set the account's."""
     fields = getattr(headers, "fields", None)  # mitmproxy's raw (name, value) byte pairs
     if isinstance(fields, tuple):
-        cast(_RawFields, headers).fields = _signed(fields, credentials)
+        cast(RawFields, headers).fields = _signed(fields, credentials)
         return
     present = {name.lower() for name in headers}
     for name in CLIENT_CREDENTIALS:

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from .headers import lowered
 from .outcome import (
     MAX_RESET,
     UNIFIED,
     api_limits,
     codex_reset,
     epoch_time,
-    limit_headers,
     usage_limit_reset,
 )
 
@@ -46,6 +46,9 @@ _FAMILY = re.compile(r"^x-([a-z0-9][a-z0-9_-]{0,47})-(primary|secondary)-used-pe
 # Anthropic window claims: "5h", "7d", "7d_oi", "7d-sonnet", ... ("overage" is not a window)
 _CLAIM = re.compile(r"^(\d{1,4})(m|h|d)(?:[-_]([a-z0-9_-]{1,32}))?$")
 _CLAIM_UNITS = {"m": 1, "h": 60, "d": 1440}
+# The names an answer's rate-limit and usage headers start with: read into one dict, as
+# mitmproxy's Headers.get scans and case-folds every field per name (~30 names an answer).
+_LIMIT_PREFIXES = ("x-", "anthropic-ratelimit-")
 
 
 class Status(StrEnum):
@@ -151,7 +154,7 @@ def _limit_name(family: str, headers: Mapping[str, str]) -> str:
 
 def from_headers(headers: Mapping[str, str], now: float) -> Reading:
     """Every usage window an answer's headers report (an empty Reading when none)."""
-    headers = limit_headers(headers)
+    headers = lowered(headers, _LIMIT_PREFIXES)
     windows: list[Window] = []
     families: set[str] = set()
     anthropic_claims: set[str] = set()

@@ -6,8 +6,7 @@ import pytest
 from stickyroute.core.choose import Chooser, decide
 from stickyroute.core.errors import NoAccount
 from stickyroute.core.identify import SessionId
-from stickyroute.core.pins import PinTable
-from stickyroute.core.placement import Placement, Signals, let_go, pin_cache_ttl, place
+from stickyroute.core.placement import Placement, Signals, let_go, place
 from stickyroute.core.prefix import Prefix, WarmPrefixes
 from stickyroute.core.windows import Reading, Window, WindowTable
 
@@ -195,14 +194,6 @@ def test_let_go_from_a_draining_account_and_nowhere_better_stays():
 def test_let_go(hard, idle, draining, available, expected):
     assert let_go(hard=hard, idle=idle, cache_ttl=300, draining=draining,
                   available=available) is expected
-
-
-def test_pin_cache_ttl():
-    pins = PinTable()
-    pin, _ = pins.put("k", "a", NOW)
-    assert pin_cache_ttl(pin, 600) == 600
-    pin.cache_ttl = 86400
-    assert pin_cache_ttl(pin, 600) == 86400
 
 
 def test_an_account_not_heard_from_is_not_beaten_on_reset_time():
